@@ -150,7 +150,9 @@ def split(model: EarlyExitNet):
 
 def forward(graphdef, params, batch_stats, x: jax.Array, train: bool = False):
     """Masked batch mode; returns (logits [E,B,C], conf_logit [E,B], new batch_stats)."""
-    model = nnx.merge(graphdef, params, batch_stats)
+    # copy=True: fresh Variables owned by the current trace, so BatchNorm may update them
+    # even when the caller's state was created outside (e.g. inside jax.grad under jax.jit).
+    model = nnx.merge(graphdef, params, batch_stats, copy=True)
     logits, conf = model(x, train)
     return logits, conf, nnx.state(model, nnx.BatchStat)
 

@@ -1,0 +1,1 @@
+"""Inference engines that turn early exits into saved wall-clock time."""

@@ -1,0 +1,1 @@
+"""Exit policies: features, thresholds, oracle, learned (Bolukbasi et al.) policies."""

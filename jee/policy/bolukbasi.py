@@ -1,0 +1,150 @@
+"""The learned exit policy of Bolukbasi et al. (ICML 2017), fitted for a whole lambda sweep.
+
+Objective per example: error of the exit taken + lambda * its relative cost. Following the
+paper it is reduced to one weighted binary problem per early exit, solved from the last early
+exit back to the first with the later decisions already fixed. At exit k an example costs
+C_exit = err_k + lambda * c_k if it leaves, and C_cont = err_j + lambda * c_j if it goes on,
+j being the exit the fitted later policy sends it to. The label is "exit" when
+C_exit <= C_cont and the weight |C_exit - C_cont| is what a wrong decision costs. Each exit
+fits a weighted logistic regression on its standardised features, then keeps whichever of
+{always exit, never exit, the regression} has the lowest training objective, so a decision
+never does worse on the fit split than the constant policies.
+
+All lambdas are fitted in one compiled call (``jax.vmap`` over lambda); the recursion over
+exits is unrolled at trace time since the number of exits is static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jee.policy.decisions import FeaturePolicy
+from jee.policy.features import FEATURE_NAMES, ExitData
+from jee.policy.logistic import fit_weighted_logistic
+
+# Candidate order doubles as the tie-break: on equal objective the simpler constant wins.
+ALWAYS_EXIT, NEVER_EXIT, LEARNED = 0, 1, 2
+MODE_NAMES = ("always_exit", "never_exit", "learned")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BolukbasiPolicy(FeaturePolicy):
+    """Per early exit k < E-1: exit iff ((f_k - mean_k) / scale_k) . coef_k + bias_k >= 0,
+    unless ``mode_k`` fixes the decision to always / never exit.
+
+    Arrays: coef, mean, scale [E-1, F']; bias, mode [E-1]; lam []. A sweep returns them with a
+    leading lambda axis; ``policy[i]`` is the i-th policy. ``feature_idx`` selects the columns
+    of ``FEATURE_NAMES`` used.
+    """
+
+    coef: jax.Array
+    bias: jax.Array
+    mean: jax.Array
+    scale: jax.Array
+    mode: jax.Array
+    lam: jax.Array
+    num_exits: int = jax.tree.static()
+    feature_idx: tuple[int, ...] = jax.tree.static(default=tuple(range(len(FEATURE_NAMES))))
+    name: str = jax.tree.static(default="bolukbasi")
+
+    def decide_features(self, k: int, features: jax.Array) -> jax.Array:
+        z = (features[:, self.feature_idx] - self.mean[k]) / self.scale[k]
+        learned = _score(z, self.coef[k], self.bias[k]) >= 0
+        mode = self.mode[k]
+        return jnp.where(mode == ALWAYS_EXIT, True, jnp.where(mode == NEVER_EXIT, False, learned))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "lambda": float(self.lam),
+            "features": [FEATURE_NAMES[i] for i in self.feature_idx],
+            "modes": [MODE_NAMES[m] for m in np.asarray(self.mode).tolist()],
+            "coef": np.asarray(self.coef, np.float64).tolist(),
+            "bias": np.asarray(self.bias, np.float64).tolist(),
+            "mean": np.asarray(self.mean, np.float64).tolist(),
+            "scale": np.asarray(self.scale, np.float64).tolist(),
+        }
+
+
+def _score(z, coef, bias):
+    # Elementwise product + sum rather than a matvec keeps the online and offline paths on
+    # the same arithmetic (a dot may be lowered differently for different batch shapes).
+    return jnp.sum(z * coef, axis=-1) + bias
+
+
+def _standardisation(x):
+    mean = jnp.mean(x, axis=1)
+    std = jnp.std(x, axis=1)
+    # A constant feature carries no information; scale 1 avoids dividing by ~0.
+    return mean, jnp.where(std > 1e-6, std, 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("feature_idx", "steps"))
+def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
+    num_exits = features.shape[0]
+    x = features[:-1][..., feature_idx]
+    mean, scale = _standardisation(x)
+    z = (x - mean[:, None]) / scale[:, None]
+    err = 1.0 - correct.astype(jnp.float32)
+    costs = costs.astype(jnp.float32)
+
+    def fit_one(lam):
+        c_cont = err[-1] + lam * costs[-1]
+        per_exit = []
+        for k in reversed(range(num_exits - 1)):
+            c_exit = err[k] + lam * costs[k]
+            label = (c_exit <= c_cont).astype(jnp.float32)
+            weight = jnp.abs(c_exit - c_cont)
+            coef, bias = fit_weighted_logistic(z[k], label, weight, l2, steps)
+            learned = _score(z[k], coef, bias) >= 0
+            always = jnp.ones_like(learned)
+            candidates = jnp.stack([always, ~always, learned])
+            objective = jnp.mean(jnp.where(candidates, c_exit, c_cont), axis=1)
+            mode = jnp.argmin(objective).astype(jnp.int32)
+            c_cont = jnp.where(candidates[mode], c_exit, c_cont)
+            per_exit.append((coef, bias, mode))
+        coef, bias, mode = (jnp.stack(a) for a in zip(*per_exit[::-1], strict=True))
+        # c_cont is now the cost of the whole policy from exit 0: its mean is the objective.
+        return coef, bias, mode, jnp.mean(c_cont)
+
+    coef, bias, mode, objective = jax.vmap(fit_one)(lambdas)
+    num_lambdas = lambdas.shape[0]
+    mean = jnp.broadcast_to(mean, (num_lambdas, *mean.shape))
+    scale = jnp.broadcast_to(scale, (num_lambdas, *scale.shape))
+    return coef, bias, mean, scale, mode, objective
+
+
+def fit_bolukbasi(
+    data: ExitData,
+    lambdas,
+    *,
+    features: tuple[str, ...] = FEATURE_NAMES,
+    l2: float = 1e-3,
+    steps: int = 20,
+) -> tuple[BolukbasiPolicy, jax.Array]:
+    """Fit one policy per lambda on ``data`` in one compiled call.
+
+    Returns ``(policies, objective)``: a batched ``BolukbasiPolicy`` with leading axis
+    ``[L]`` (``policies[i]`` is the policy for ``lambdas[i]``) and the training objective
+    ``[L]`` (mean error + lambda * relative cost on ``data``).
+    """
+    if data.feature_names != FEATURE_NAMES:
+        raise ValueError(f"ExitData features {data.feature_names} != {FEATURE_NAMES}")
+    if data.num_exits < 2:
+        raise ValueError("a learned exit policy needs at least one early exit")
+    feature_idx = tuple(FEATURE_NAMES.index(f) for f in features)
+    lambdas = jnp.atleast_1d(jnp.asarray(lambdas, jnp.float32))
+    coef, bias, mean, scale, mode, objective = _fit_sweep(
+        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), feature_idx, steps
+    )
+    policy = BolukbasiPolicy(
+        coef, bias, mean, scale, mode, lambdas, data.num_exits, feature_idx, "bolukbasi"
+    )
+    return policy, objective

@@ -1,0 +1,59 @@
+"""Pick a policy setting for a compute budget on validation, and report it on test.
+
+Given a target mean relative cost, the chosen setting of a family is the most accurate one
+whose *validation* cost is within the budget (ties: the cheaper); its test accuracy and cost
+are what the budget buys. Selecting on test would overstate accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Costs are float32 means; a setting exactly on the budget should count as within it.
+_COST_SLACK = 1e-6
+
+
+def select_under_budget(sweep: dict[str, Any], budget: float) -> dict[str, Any] | None:
+    """Budget pick from a sweep ``{"family", "val": rows, "test": rows}`` (rows aligned).
+
+    Returns ``{"family", "budget", "name", "params", "val_accuracy", "val_relative_cost",
+    "test_accuracy", "test_top5", "test_relative_cost", "test_speedup",
+    "test_exit_fractions"}``, or None when no setting's validation cost fits the budget.
+    """
+    feasible = [
+        i for i, row in enumerate(sweep["val"]) if row["relative_cost"] <= budget + _COST_SLACK
+    ]
+    if not feasible:
+        return None
+    best = max(
+        feasible,
+        key=lambda i: (sweep["val"][i]["accuracy"], -sweep["val"][i]["relative_cost"]),
+    )
+    val_row, test_row = sweep["val"][best], sweep["test"][best]
+    return {
+        "family": sweep.get("family", val_row["name"]),
+        "budget": float(budget),
+        "name": val_row["name"],
+        "params": val_row["params"],
+        "val_accuracy": val_row["accuracy"],
+        "val_relative_cost": val_row["relative_cost"],
+        "test_accuracy": test_row["accuracy"],
+        "test_top5": test_row["top5"],
+        "test_relative_cost": test_row["relative_cost"],
+        "test_speedup": test_row["speedup"],
+        "test_exit_fractions": test_row["exit_fractions"],
+    }
+
+
+def budget_table(report: dict[str, Any], budgets) -> list[dict[str, Any]]:
+    """One budget pick per (family of ``policy_report``, budget); infeasible pairs are listed
+    as ``{"family", "budget", "feasible": False}`` so tables keep their shape."""
+    table = []
+    for budget in budgets:
+        for family, curve in report["families"].items():
+            pick = select_under_budget({"family": family, **curve}, budget)
+            if pick is None:
+                table.append({"family": family, "budget": float(budget), "feasible": False})
+            else:
+                table.append({**pick, "feasible": True})
+    return table

@@ -1,0 +1,77 @@
+"""The two ways every exit policy is used, and the glue between them.
+
+Online, the compiled inference engine asks ``policy.decide(k, logits_k, conf_k)`` after
+segment k for the rows still alive; offline, ``policy.exits(logits, conf)`` returns the exit
+each example takes after one pass over all exits. ``FeaturePolicy`` derives both from a
+single per-exit rule on the features of ``jee.policy.features``, so they cannot drift apart.
+Policies are frozen pytree dataclasses: arrays are leaves (closable in ``jax.jit``, batchable
+with ``jax.vmap``), names and shapes are static.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from jee.policy.features import exit_features
+
+
+class Policy(Protocol):
+    """What the inference engine and the reports need from an exit policy."""
+
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+    def decide(self, k: int, logits_k: jax.Array, conf_k: jax.Array) -> jax.Array: ...
+
+    def exits(self, logits: jax.Array, conf: jax.Array) -> jax.Array: ...
+
+
+def first_exit(decisions: jax.Array) -> jax.Array:
+    """Index of the first True along axis 0 of ``decisions [E, ...]``, the last exit if none."""
+    forced = decisions.at[-1].set(True)
+    return jnp.argmax(forced, axis=0).astype(jnp.int32)
+
+
+class FeaturePolicy:
+    """Mixin for policies whose decision at exit k reads only the features of exit k.
+
+    Subclasses are dataclasses with a static ``num_exits`` and implement
+    ``decide_features(k, features [B, F]) -> bool [B]`` for early exits k < num_exits - 1.
+    A batched policy (leading axis on every array leaf) is indexed with ``policy[i]``.
+    """
+
+    num_exits: int
+
+    def decide_features(self, k: int, features: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def _check_exit(self, k: int) -> None:
+        if not 0 <= k < self.num_exits:
+            raise ValueError(f"exit {k} out of range for a {self.num_exits}-exit policy")
+
+    def decide(self, k: int, logits_k: jax.Array, conf_k: jax.Array) -> jax.Array:
+        """Whether each of the ``B`` rows reaching exit ``k`` (static int) leaves there."""
+        self._check_exit(k)
+        if k == self.num_exits - 1:
+            return jnp.ones(logits_k.shape[:1], bool)
+        return self.decide_features(k, exit_features(logits_k, conf_k))
+
+    def exits_from_features(self, features: jax.Array) -> jax.Array:
+        """Exit taken ``int32 [N]`` from precomputed ``features [E, N, F]``."""
+        if features.shape[0] != self.num_exits:
+            raise ValueError(f"features have {features.shape[0]} exits, policy {self.num_exits}")
+        rows = [self.decide_features(k, features[k]) for k in range(self.num_exits - 1)]
+        rows.append(jnp.ones(features.shape[1:2], bool))
+        return first_exit(jnp.stack(rows))
+
+    def exits(self, logits: jax.Array, conf: jax.Array) -> jax.Array:
+        """Exit taken ``int32 [N]`` given all exits' ``logits [E, N, C]`` and ``conf [E, N]``."""
+        return self.exits_from_features(exit_features(logits, conf))
+
+    def __getitem__(self, i):
+        return jax.tree.map(lambda leaf: leaf[i], self)

@@ -1,0 +1,215 @@
+"""Training loop: ``train_and_evaluate(config, workdir)``.
+
+The train step is one pure function under ``jax.jit`` over a data-parallel mesh (batch
+sharded on ``data``, state replicated, state buffers donated). It computes every exit for the
+whole batch (masked batch mode) and the configured EENet loss. The loop dispatches step N
+before it reads any metric of step N-1, and reads metrics only at log steps, so the device
+never waits for the host. A killed run started again on the same workdir resumes from the
+latest checkpoint: the data stream is a pure function of (seed, step), so it continues exactly
+as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jee import data as data_lib
+from jee import exit_eval, losses, optim, sharding
+from jee.checkpoint import Checkpoints
+from jee.metrics_log import MetricsWriter, ProgressBar
+from jee.models import build_eenet, count_params, forward, split
+from jee.train_errors import TrainingDiverged
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_model(config, ds: data_lib.Dataset):
+    m = config.model
+    if m.dtype not in DTYPES:
+        raise ValueError(f"unknown model.dtype {m.dtype!r}; choose one of {sorted(DTYPES)}")
+    return build_eenet(m.arch, ds.image_shape, ds.num_classes, num_exits=m.num_exits,
+                       placement=m.placement, exit_blocks=tuple(m.exit_blocks),
+                       exit_type=m.exit_type, width=m.width, dtype=DTYPES[m.dtype],
+                       seed=config.seed)
+
+
+def init_state(params, batch_stats, tx) -> dict:
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": batch_stats,
+            "opt_state": tx.init(params), "nan_step": jnp.full((), -1, jnp.int32)}
+
+
+def make_train_step(graphdef, tx, loss_cfg, costs, mesh, warmup_steps: int = 0):
+    """The jitted step: (state, batch) -> (state, metrics); ``state`` is donated.
+
+    For the first ``warmup_steps`` the loss is v0 (every exit's cross-entropy): the EENet
+    mixtures pass no gradient to an exit's classifier once its confidence is near 0, and from
+    a random start the confidences of the early exits collapse before their classifiers learn.
+    """
+    costs = jnp.asarray(costs, jnp.float32)
+    loss_kind, lam, weights = loss_cfg.kind, float(loss_cfg.lam), tuple(loss_cfg.exit_weights)
+    if loss_kind not in losses.LOSSES:
+        raise ValueError(f"unknown loss.kind {loss_kind!r}; choose one of {losses.LOSSES}")
+
+    def step(state, batch):
+        def loss_fn(params):
+            logits, conf, new_stats = forward(graphdef, params, state["batch_stats"],
+                                              batch["image"], True)
+            loss, aux = losses.eenet_loss(loss_kind, logits, conf, batch["label"], costs,
+                                          lam=lam, exit_weights=weights)
+            if warmup_steps:
+                warm, _ = losses.eenet_loss("v0", logits, conf, batch["label"], costs)
+                loss = jnp.where(state["step"] < warmup_steps, warm, loss)
+            return loss, (aux, new_stats, logits)
+
+        (loss, (aux, new_stats, logits)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = jax.tree.map(jnp.add, state["params"], updates)
+        finite = jnp.isfinite(loss)
+        nan_step = jnp.where((state["nan_step"] < 0) & ~finite, state["step"], state["nan_step"])
+        correct = jnp.argmax(logits, -1) == batch["label"][None]
+        metrics = {"loss": loss, "ce": aux["ce"], "cost": aux["cost"],
+                   "exit_accuracy": jnp.mean(correct, axis=1)}
+        new_state = {"step": state["step"] + 1, "params": params, "batch_stats": new_stats,
+                     "opt_state": opt_state, "nan_step": nan_step}
+        return new_state, metrics
+
+    repl = sharding.replicated(mesh)
+    return jax.jit(step, in_shardings=(repl, sharding.batch_sharding(mesh)),
+                   out_shardings=(repl, repl), donate_argnums=0)
+
+
+def _check_config(config, ds) -> None:
+    if ds.num_examples("val") == 0:
+        raise ValueError("config.dataset.val_size must be > 0: the validation split picks the "
+                         "best checkpoint and is where exit policies are fitted")
+    sharding.check_batch_size(config.batch_size)
+    sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
+    if config.batch_size > ds.num_examples("train"):
+        raise ValueError(f"config.batch_size={config.batch_size} exceeds the "
+                         f"{ds.num_examples('train')} training examples")
+
+
+def _save_config(config, workdir: str) -> None:
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns test figures."""
+    os.makedirs(workdir, exist_ok=True)
+    ds = data_lib.build(config.dataset)
+    _check_config(config, ds)
+    _save_config(config, workdir)
+    mesh = sharding.make_mesh()
+    model = build_model(config, ds)
+    costs = model.costs().relative_costs()
+    graphdef, params, batch_stats = split(model)
+    spe = data_lib.steps_per_epoch(ds, config.batch_size)
+    total_steps = spe * config.num_epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    tx, schedule = optim.make_optimizer(config.optimizer, spe, config.num_epochs)
+    state = sharding.put_replicated(mesh, init_state(params, batch_stats, tx))
+
+    writer = MetricsWriter(workdir)
+    ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
+    start = ckpts.latest_step()
+    if start is not None:
+        state = ckpts.restore(start, state)
+        ProgressBar.message(f"resumed from checkpoint at step {start} in {ckpts.directory}")
+    else:
+        start = 0
+        ProgressBar.message(
+            f"{config.model.arch}: {count_params(params):,} parameters, exits after blocks "
+            f"{list(model.exit_blocks)}, relative costs {[round(c, 3) for c in costs]}; "
+            f"{ds.num_examples('train')} train / {ds.num_examples('val')} val / "
+            f"{ds.num_examples('test')} test examples, {jax.device_count()} devices")
+        writer.write("setup", 0, params=count_params(params), exit_blocks=list(model.exit_blocks),
+                     relative_costs=costs, devices=jax.device_count())
+
+    train_step = make_train_step(graphdef, tx, config.loss, costs, mesh,
+                                 warmup_steps=int(config.loss.warmup_epochs * spe))
+    def run_eval(state, split_name):
+        return exit_eval.evaluate(graphdef, state["params"], state["batch_stats"], ds, split_name,
+                                  batch_size=config.eval_batch_size, costs=costs,
+                                  threshold=config.threshold, mesh=mesh)
+
+    def check_finite(state, last_good):
+        bad = int(state["nan_step"])
+        if bad >= 0:
+            where = (f"the last good checkpoint is step {last_good} in {ckpts.directory}"
+                     if last_good is not None else "no checkpoint was saved before it")
+            raise TrainingDiverged(
+                f"loss became NaN/Inf at step {bad}; training stopped and {where}. Lower "
+                "optimizer.learning_rate, add optimizer.grad_clip_norm or warm-up, or use "
+                "model.dtype=float32")
+
+    batches = data_lib.train_batches(ds, config.dataset, batch_size=config.batch_size,
+                                     seed=config.seed, start_step=start,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count())
+    bar = ProgressBar(total_steps, enabled=config.progress)
+    pending, t_log, images = [], time.time(), 0
+    last_saved = start if start else None
+    val = None
+    step = start
+    try:
+        while step < total_steps:
+            batch = sharding.put_batch(mesh, next(batches))
+            state, metrics = train_step(state, batch)
+            step += 1
+            images += config.batch_size
+            pending.append(metrics)
+            epoch_end = step % spe == 0 or step == total_steps
+            if step % config.log_every_steps == 0 or epoch_end:
+                check_finite(state, last_saved)
+                fetched = jax.device_get(pending)
+                mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+                now = time.time()
+                ips = images / max(now - t_log, 1e-9)
+                writer.write("train", step, epoch=step / spe, lr=float(schedule(step - 1)),
+                             images_per_s=ips, **mean)
+                bar.update(step, step / spe, loss=float(mean["loss"]),
+                           acc=float(mean["exit_accuracy"][-1]), img_s=round(ips, 1))
+                pending, t_log, images = [], now, 0
+            epoch = step // spe
+            if epoch_end and (epoch % config.eval_every_epochs == 0 or step == total_steps):
+                val = run_eval(state, "val")
+                writer.write("val", step, epoch=step / spe, **val)
+                ProgressBar.message(
+                    f"\nepoch {step / spe:.2f} val: accuracy at T={config.threshold} "
+                    f"{val['accuracy']:.4f}, per exit {np.round(val['exit_accuracy'], 4).tolist()}"
+                    f", exits {np.round(val['exit_fractions'], 3).tolist()}, relative cost "
+                    f"{val['relative_cost']:.3f}")
+            if epoch_end and (epoch % config.checkpoint_every_epochs == 0
+                              or step == total_steps):
+                check_finite(state, last_saved)
+                metrics = {"val_accuracy": val["accuracy"]} if val is not None else None
+                ckpts.save(step, state, metrics=metrics)
+                last_saved = step
+        bar.close()
+        ckpts.wait()
+        test = run_eval(state, "test")
+        writer.write("test", step, **test)
+        ProgressBar.message(
+            f"test: accuracy at T={config.threshold} {test['accuracy']:.4f}, final exit "
+            f"{test['final_accuracy']:.4f}, per exit {np.round(test['exit_accuracy'], 4).tolist()}"
+            f", exits {np.round(test['exit_fractions'], 3).tolist()}, relative cost "
+            f"{test['relative_cost']:.3f}")
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
+                json.dump({"step": step, **test}, f, indent=2)
+        return test
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        ckpts.close()
