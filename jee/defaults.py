@@ -33,9 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         arch="resnet20",          # resnet{6n+2} | resnet18/34/50/101/152 | eenet8
         width=0,                  # first-stage channels (0: the architecture's own)
-        num_exits=2,              # early exits (0 = the plain backbone); the final exit is extra
+        num_exits=2,              # early exits; 0 = the plain backbone (every config's baseline)
         placement="pareto",       # pareto | fine | linear | golden_ratio | quadratic
-        exit_blocks=(),           # explicit block indices; override num_exits/placement
+        exit_blocks=(),           # explicit block indices (as many as num_exits); else placement
         exit_type="pool",         # plain | pool | bnpool
         dtype="float32",          # compute dtype: float32 | bfloat16 (parameters stay float32)
     ))

@@ -33,8 +33,14 @@ def build_model(config, ds: data_lib.Dataset):
     m = config.model
     if m.dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype {m.dtype!r}; choose one of {sorted(DTYPES)}")
+    # num_exits=0 always means the plain backbone, so one override gives every config's
+    # baseline; explicit exit_blocks must then agree with num_exits.
+    exit_blocks = tuple(m.exit_blocks) if m.num_exits else ()
+    if exit_blocks and len(exit_blocks) != m.num_exits:
+        raise ValueError(f"model.exit_blocks {list(exit_blocks)} has {len(exit_blocks)} entries "
+                         f"but model.num_exits={m.num_exits}; make them agree")
     return build_eenet(m.arch, ds.image_shape, ds.num_classes, num_exits=m.num_exits,
-                       placement=m.placement, exit_blocks=tuple(m.exit_blocks),
+                       placement=m.placement, exit_blocks=exit_blocks,
                        exit_type=m.exit_type, width=m.width, dtype=DTYPES[m.dtype],
                        seed=config.seed)
 
@@ -83,6 +89,31 @@ def make_train_step(graphdef, tx, loss_cfg, costs, mesh, warmup_steps: int = 0):
     repl = sharding.replicated(mesh)
     return jax.jit(step, in_shardings=(repl, sharding.batch_sharding(mesh)),
                    out_shardings=(repl, repl), donate_argnums=0)
+
+
+def restore_trained(config, workdir: str, which: str = "best"):
+    """(dataset, model, state) of a trained run; ``which`` is 'best' (by validation) or 'latest'.
+
+    ``model`` is the freshly built network (its parameters are not the trained ones: use
+    ``state['params']`` / ``state['batch_stats']`` with ``split(model)[0]``).
+    """
+    ds = data_lib.build(config.dataset)
+    mesh = sharding.make_mesh()
+    model = build_model(config, ds)
+    _, params, batch_stats = split(model)
+    tx, _ = optim.make_optimizer(config.optimizer, data_lib.steps_per_epoch(
+        ds, config.batch_size), config.num_epochs)
+    like = sharding.put_replicated(mesh, init_state(params, batch_stats, tx))
+    ckpts = Checkpoints(workdir, read_only=True)
+    try:
+        step = ckpts.best_step() if which == "best" else None
+        step = step if step is not None else ckpts.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpts.directory}: train first with "
+                                    f"`python train.py --config ... --workdir {workdir}`")
+        return ds, model, ckpts.restore(step, like)
+    finally:
+        ckpts.close()
 
 
 def _check_config(config, ds) -> None:

@@ -1,0 +1,42 @@
+"""Fashion-MNIST (Debian package dataset-fashion-mnist, IDX files) with EENet-8, 4 filters.
+
+The EENets paper's small MNIST network applied to Fashion-MNIST (CPU-scale real data here):
+early exits after blocks 0 and 1 (EENet-8's fixed positions), bnpool heads, v2 loss.
+
+    apt-get install -y dataset-fashion-mnist
+    python train.py --config configs/fashion_mnist_eenet8.py --workdir runs/fmnist_eenet8
+    ... --config.model.num_exits=0                   # its plain backbone
+"""
+
+from jee.defaults import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.dataset.source = "idx"
+    c.dataset.name = "fashion_mnist"
+    c.dataset.path = "/usr/share/datasets/fashion-mnist"
+    c.dataset.val_size = 5000
+    c.model.arch = "eenet8"
+    c.model.width = 4
+    c.model.num_exits = 2
+    c.model.exit_blocks = (0, 1)
+    c.model.exit_type = "bnpool"
+    c.loss.kind = "v2"
+    c.loss.lam = 1.0
+    c.loss.warmup_epochs = 2.0
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.schedule = "cosine"
+    c.batch_size = 128
+    c.num_epochs = 10
+    c.log_every_steps = 100
+    if arg == "smoke":
+        c.num_epochs = 1
+        c.max_steps = 4
+        c.batch_size = 32
+        c.progress = False
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+    return c
