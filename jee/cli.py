@@ -48,6 +48,9 @@ def start_distributed(flag_values) -> None:
         kwargs["num_processes"] = int(n)
     if pid is not None:
         kwargs["process_id"] = int(pid)
+    if env.get("JAX_PLATFORMS", "") == "cpu":
+        # CPU collectives across processes (tests, local launches) need gloo.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
 
 

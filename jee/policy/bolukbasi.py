@@ -10,8 +10,8 @@ fits a weighted logistic regression on its standardised features, then keeps whi
 {always exit, never exit, the regression} has the lowest training objective, so a decision
 never does worse on the fit split than the constant policies.
 
-All lambdas are fitted in one compiled call (``jax.vmap`` over lambda); the recursion over
-exits is unrolled at trace time since the number of exits is static.
+All lambdas are fitted in one compiled call (``jax.vmap`` over lambda); the backward
+recursion over exits is a ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class BolukbasiPolicy(FeaturePolicy):
     name: str = jax.tree.static(default="bolukbasi")
 
     def decide_features(self, k: int, features: jax.Array) -> jax.Array:
-        z = (features[:, self.feature_idx] - self.mean[k]) / self.scale[k]
+        z = (features[:, list(self.feature_idx)] - self.mean[k]) / self.scale[k]
         learned = _score(z, self.coef[k], self.bias[k]) >= 0
         mode = self.mode[k]
         return jnp.where(mode == ALWAYS_EXIT, True, jnp.where(mode == NEVER_EXIT, False, learned))
@@ -88,31 +88,34 @@ def _standardisation(x):
 
 @functools.partial(jax.jit, static_argnames=("feature_idx", "steps"))
 def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
-    num_exits = features.shape[0]
-    x = features[:-1][..., feature_idx]
+    x = features[:-1][..., list(feature_idx)]
     mean, scale = _standardisation(x)
     z = (x - mean[:, None]) / scale[:, None]
     err = 1.0 - correct.astype(jnp.float32)
     costs = costs.astype(jnp.float32)
 
     def fit_one(lam):
-        c_cont = err[-1] + lam * costs[-1]
-        per_exit = []
-        for k in reversed(range(num_exits - 1)):
-            c_exit = err[k] + lam * costs[k]
+        def decide_exit(c_cont, exit_k):
+            z_k, err_k, cost_k = exit_k
+            c_exit = err_k + lam * cost_k
             label = (c_exit <= c_cont).astype(jnp.float32)
             weight = jnp.abs(c_exit - c_cont)
-            coef, bias = fit_weighted_logistic(z[k], label, weight, l2, steps)
-            learned = _score(z[k], coef, bias) >= 0
+            coef, bias = fit_weighted_logistic(z_k, label, weight, l2, steps)
+            learned = _score(z_k, coef, bias) >= 0
             always = jnp.ones_like(learned)
             candidates = jnp.stack([always, ~always, learned])
             objective = jnp.mean(jnp.where(candidates, c_exit, c_cont), axis=1)
             mode = jnp.argmin(objective).astype(jnp.int32)
-            c_cont = jnp.where(candidates[mode], c_exit, c_cont)
-            per_exit.append((coef, bias, mode))
-        coef, bias, mode = (jnp.stack(a) for a in zip(*per_exit[::-1], strict=True))
-        # c_cont is now the cost of the whole policy from exit 0: its mean is the objective.
-        return coef, bias, mode, jnp.mean(c_cont)
+            return jnp.where(candidates[mode], c_exit, c_cont), (coef, bias, mode)
+
+        # Backward over the early exits; a scan (not an unrolled loop) so the logistic fit is
+        # compiled once, not once per exit. reverse=True keeps outputs indexed by exit.
+        c_last = err[-1] + lam * costs[-1]
+        c_first, (coef, bias, mode) = jax.lax.scan(
+            decide_exit, c_last, (z, err[:-1], costs[:-1]), reverse=True
+        )
+        # c_first is the cost of the whole policy from exit 0: its mean is the objective.
+        return coef, bias, mode, jnp.mean(c_first)
 
     coef, bias, mode, objective = jax.vmap(fit_one)(lambdas)
     num_lambdas = lambdas.shape[0]

@@ -40,7 +40,8 @@ def first_exit(decisions: jax.Array) -> jax.Array:
 class FeaturePolicy:
     """Mixin for policies whose decision at exit k reads only the features of exit k.
 
-    Subclasses are dataclasses with a static ``num_exits`` and implement
+    Subclasses are registered pytree dataclasses (``exits`` passes them through ``jax.jit``)
+    with a static ``num_exits``, and implement
     ``decide_features(k, features [B, F]) -> bool [B]`` for early exits k < num_exits - 1.
     A batched policy (leading axis on every array leaf) is indexed with ``policy[i]``.
     """
@@ -65,13 +66,25 @@ class FeaturePolicy:
         """Exit taken ``int32 [N]`` from precomputed ``features [E, N, F]``."""
         if features.shape[0] != self.num_exits:
             raise ValueError(f"features have {features.shape[0]} exits, policy {self.num_exits}")
-        rows = [self.decide_features(k, features[k]) for k in range(self.num_exits - 1)]
-        rows.append(jnp.ones(features.shape[1:2], bool))
-        return first_exit(jnp.stack(rows))
+        return _exits_from_features(self, features)
 
     def exits(self, logits: jax.Array, conf: jax.Array) -> jax.Array:
         """Exit taken ``int32 [N]`` given all exits' ``logits [E, N, C]`` and ``conf [E, N]``."""
-        return self.exits_from_features(exit_features(logits, conf))
+        return _exits_from_outputs(self, logits, conf)
 
     def __getitem__(self, i):
         return jax.tree.map(lambda leaf: leaf[i], self)
+
+
+def _offline_exits(policy: FeaturePolicy, features: jax.Array) -> jax.Array:
+    rows = [policy.decide_features(k, features[k]) for k in range(policy.num_exits - 1)]
+    rows.append(jnp.ones(features.shape[1:2], bool))
+    return first_exit(jnp.stack(rows))
+
+
+# Jitted once per policy type and shape (the policy is a pytree argument, not a constant):
+# called eagerly, the per-exit Python loop would otherwise dispatch and compile op by op.
+# Inside a caller's jit these simply inline.
+_exits_from_features = jax.jit(_offline_exits)
+_exits_from_outputs = jax.jit(lambda policy, logits, conf: _offline_exits(
+    policy, exit_features(logits, conf)))

@@ -14,10 +14,14 @@ from jee.policy.decisions import FeaturePolicy
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class FixedExitPolicy(FeaturePolicy):
-    """Every example leaves at exit ``exit`` (static)."""
+    """Every example leaves at exit ``exit``.
+
+    ``exit`` is an array leaf, not a static field, so all single-exit baselines share one
+    compiled program.
+    """
 
     num_exits: int = jax.tree.static()
-    exit: int = jax.tree.static()
+    exit: jax.Array
     name: str = jax.tree.static(default="single_exit")
 
     def decide_features(self, k: int, features: jax.Array) -> jax.Array:
@@ -25,4 +29,4 @@ class FixedExitPolicy(FeaturePolicy):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"exit": self.exit}
+        return {"exit": int(self.exit)}
