@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.infer.bucketed import BucketedEngine, Ladder
+from jee.infer.bucketed import BucketedEngine
 from jee.infer.compiles import CompileCounter
 from jee.infer.eager import EagerEngine, PerExampleEngine
 from jee.infer.host import HostEngine
 from jee.infer.interface import Policy, Segment, check_segments
+from jee.infer.ladder import Ladder
 from jee.infer.masked import MaskedEngine
 
 # Modes run one example at a time: timed on a subset, reported per image.

@@ -32,7 +32,7 @@ def _one_at_a_time(steps: Sequence[Step], x: jax.Array, aux: jax.Array | None
     aux = None if aux is None else jnp.asarray(aux)
     for i in range(x.shape[0]):
         h, aux_i = x[i:i + 1], None if aux is None else aux[i:i + 1]
-        for k, step in enumerate(steps):
+        for k, step in enumerate(steps):  # noqa: B007 (k is the exit once the loop breaks)
             h, logits, leave = step(h, aux_i)
             if bool(leave[0]):  # a device-to-host sync per segment, as in the references
                 break

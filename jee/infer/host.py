@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.infer.bucketed import Ladder
 from jee.infer.interface import Policy, Segment, check_segments, exits_here
-from jee.infer.ladder import bucket_for, fit_ladder, make_ladder
+from jee.infer.ladder import Ladder, bucket_for, resolve_ladder
 
 
 class HostEngine:
@@ -32,12 +31,6 @@ class HostEngine:
         self._steps = [None] + [jax.jit(functools.partial(self._gather_run, k))
                                 for k in range(1, len(self.segments))]
 
-    def ladder_for(self, batch_size: int) -> tuple[int, ...]:
-        if self.ladder is None:
-            return make_ladder(batch_size)
-        sizes = self.ladder(batch_size) if callable(self.ladder) else self.ladder
-        return fit_ladder(sizes, batch_size)
-
     def _run(self, k, h, aux):
         h_next, logits, conf = self.segments[k](h)
         return h_next, logits, exits_here(self.policy, k, len(self.segments), logits, conf, aux)
@@ -49,7 +42,7 @@ class HostEngine:
     def __call__(self, x: jax.Array, aux: jax.Array | None = None
                  ) -> tuple[jax.Array, jax.Array]:
         batch, num_exits = x.shape[0], len(self.segments)
-        sizes = self.ladder_for(batch)
+        sizes = resolve_ladder(self.ladder, batch)
         aux = None if aux is None else jnp.asarray(aux)
         h, logits, leave = self._first(x, aux)
         leave, logits = jax.device_get((leave, logits))  # the deliberate sync

@@ -10,9 +10,12 @@ size itself, so every survivor count fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 LADDER_KINDS = ("pow2", "geometric")
+
+# What engines accept as a ladder: sizes, a function of the batch size, or None (the default).
+Ladder = Sequence[int] | Callable[[int], Sequence[int]] | None
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -62,6 +65,13 @@ def fit_ladder(ladder: Sequence[int], batch_size: int) -> tuple[int, ...]:
     if any(int(s) < 1 for s in ladder):
         raise ValueError(f"ladder sizes must be >= 1, got {tuple(ladder)}")
     return (*sorted({int(s) for s in ladder if int(s) < batch_size}), batch_size)
+
+
+def resolve_ladder(ladder: Ladder, batch_size: int) -> tuple[int, ...]:
+    """The bucket sizes an engine uses for ``batch_size`` rows."""
+    if ladder is None:
+        return make_ladder(batch_size)
+    return fit_ladder(ladder(batch_size) if callable(ladder) else ladder, batch_size)
 
 
 def bucket_for(count: int, ladder: Sequence[int]) -> int:
