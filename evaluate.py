@@ -26,6 +26,9 @@ flags.DEFINE_integer("repeats", 10, "Benchmark: timed repetitions per mode.")
 flags.DEFINE_integer("eager_examples", 32, "Benchmark: examples timed in the eager modes.")
 flags.DEFINE_list("modes", ["full", "masked", "bucketed", "host", "eager", "per_example"],
                   "Benchmark: inference modes to time.")
+flags.DEFINE_enum("ladder", "geometric", ["pow2", "geometric"],
+                  "Benchmark: bucket ladder (geometric: finer, less padding, longer compile).")
+flags.DEFINE_float("ladder_growth", 1.25, "Benchmark: growth factor of the geometric ladder.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])

@@ -79,7 +79,9 @@ def run(config, flags) -> dict:
 
         ds, model, state = restore_trained(config, flags.workdir, "best")
         graphdef = split(model)[0]
-        params, stats = state["params"], state["batch_stats"]
+        # The engines run on one device: take the weights off the training mesh.
+        params, stats = jax.device_put((state["params"], state["batch_stats"]),
+                                       jax.devices()[0])
         costs = model.costs().relative_costs()
         images = next(data_lib.eval_batches(ds, "test", batch_size=batch))["image"]
         x = jnp.asarray(images)
@@ -92,14 +94,17 @@ def run(config, flags) -> dict:
         else:
             raise ValueError(f"--policy must be eenet or bolukbasi, got {flags.policy!r}")
     segments, full = network_functions(graphdef, params, stats, model.num_exits)
+    growth = 2.0 if flags.ladder == "pow2" else flags.ladder_growth
+    ladder = make_ladder(batch, kind=flags.ladder, growth=growth)
     result = run_benchmark(segments, full, policy, x, aux, costs=costs,
-                           ladder=make_ladder(batch), modes=tuple(flags.modes),
+                           ladder=ladder, modes=tuple(flags.modes),
                            repeats=flags.repeats, eager_examples=flags.eager_examples)
     out = {
         "config": os.path.basename(getattr(flags, "config_path", "") or config.model.arch),
         "arch": config.model.arch,
         "policy": policy_name,
         "batch_size": batch,
+        "ladder": list(ladder),
         "backend": jax.default_backend(),
         "devices": jax.device_count(),
         "ideal_speedup": result.pop("ideal_speedup"),

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
 def make_mesh() -> jax.sharding.Mesh:
-    return jax.make_mesh((jax.device_count(),), ("data",))
+    # Auto axes (GSPMD propagation): jit's in/out shardings say where data lives, and arrays
+    # moved off the mesh (e.g. to one device for inference) carry no mesh in their type.
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
 
 
 def replicated(mesh) -> NamedSharding:
