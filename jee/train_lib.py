@@ -190,7 +190,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar = ProgressBar(total_steps, enabled=config.progress)
     pending, t_log, images = [], time.time(), 0
     last_saved = start if start else None
-    val = None
+    val, val_step = None, -1
     step = start
     try:
         while step < total_steps:
@@ -213,7 +213,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 pending, t_log, images = [], now, 0
             epoch = step // spe
             if epoch_end and (epoch % config.eval_every_epochs == 0 or step == total_steps):
-                val = run_eval(state, "val")
+                val, val_step = run_eval(state, "val"), step
                 writer.write("val", step, epoch=step / spe, **val)
                 ProgressBar.message(
                     f"\nepoch {step / spe:.2f} val: accuracy at T={config.threshold} "
@@ -223,7 +223,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             if epoch_end and (epoch % config.checkpoint_every_epochs == 0
                               or step == total_steps):
                 check_finite(state, last_saved)
-                metrics = {"val_accuracy": val["accuracy"]} if val is not None else None
+                # Only a validation result of this very state may rank it among the best.
+                metrics = {"val_accuracy": val["accuracy"]} if val_step == step else None
                 ckpts.save(step, state, metrics=metrics)
                 last_saved = step
         bar.close()

@@ -131,3 +131,20 @@ def test_bf16_compute_trains(tmp_path):
     c.model.dtype = "bfloat16"
     test = train_lib.train_and_evaluate(c, str(tmp_path))
     assert np.isfinite(test["relative_cost"]) and 0 <= test["final_accuracy"] <= 1
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    from jee.checkpoint import CheckpointError
+
+    c = _digits_smoke(max_steps=2)
+    with pytest.raises(CheckpointError, match="no checkpoints in .* train first"):
+        train_lib.restore_trained(c, str(tmp_path / "never_trained"))
+    train_lib.train_and_evaluate(c, str(tmp_path))
+    step_dir = tmp_path / "checkpoints" / "2"
+    data_files = [p for p in step_dir.rglob("*") if p.is_file() and p.stat().st_size > 0
+                  and "metadata" not in p.name and p.suffix != ".json"]
+    assert data_files
+    for p in data_files:
+        p.write_bytes(b"\0garbage")
+    with pytest.raises(CheckpointError, match="cannot be restored.*corrupt"):
+        train_lib.train_and_evaluate(_digits_smoke(max_steps=4), str(tmp_path))
