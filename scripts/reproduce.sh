@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Regenerates every figure of docs/RESULTS.md with jee's own commands, on real data available
+# on this machine (scikit-learn digits; Fashion-MNIST from `apt-get install dataset-fashion-mnist`).
+# Runtime on the 2-core CPU it was written on: about 45 minutes.
+#
+#   bash scripts/reproduce.sh [RUNS_DIR]      (default runs/results)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/results}
+FM_EPOCHS=${FM_EPOCHS:-5}
+
+# EENets and their plain backbones.
+python train.py --config configs/digits.py --workdir "$RUNS/digits"
+python train.py --config configs/digits.py --config.model.num_exits=0 --workdir "$RUNS/digits_plain"
+python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  --workdir "$RUNS/fm_eenet8"
+python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  --config.model.num_exits=0 --workdir "$RUNS/fm_plain"
+
+# Policies fitted on validation, scored on test (report.json, budgets.json, plots).
+python evaluate.py --config configs/digits.py --workdir "$RUNS/digits"
+python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  --workdir "$RUNS/fm_eenet8"
+
+# Wall-clock speed-ups of the inference modes.
+python evaluate.py --config configs/digits.py --workdir "$RUNS/digits" --benchmark
+python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  --workdir "$RUNS/fm_eenet8" --benchmark
+python evaluate.py --config configs/cifar10_eenet110.py --workdir "$RUNS/bench110_b256" \
+  --benchmark --random_init --batch_size 256 --target_cost 0.5 --repeats 5 --eager_examples 8
+
+python scripts/results_doc.py "$RUNS" > docs/RESULTS.generated.md
+echo "wrote docs/RESULTS.generated.md"
