@@ -4,12 +4,14 @@ Two processes with two CPU devices each (collectives through gloo) must train ex
 one process with four devices, and checkpoints must restore across device counts.
 """
 
+import json
 import os
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
 from jee import train_lib
 
@@ -63,6 +65,27 @@ def test_two_processes_equal_one_process_and_resume_in_one(tmp_path):
     assert "resumed from checkpoint at step 4" in r.stderr
     _, _, a = train_lib.restore_trained(_config(6), str(mp), "latest")
     assert int(a["step"]) == 6
+    # Evaluation gathers every process's outputs: the policy report of a 2-process run
+    # equals the 1-process report.
+    evaluate = ["evaluate.py", *SMOKE, "--config.max_steps=6", "--workdir", str(mp)]
+    os.chdir(ROOT)
+    try:
+        assert launch(evaluate, num_processes=2, devices_per_process=2, timeout=600) == 0
+    finally:
+        os.chdir(cwd)
+    two = json.loads((mp / "eval" / "report.json").read_text())
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, *evaluate], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one = json.loads((mp / "eval" / "report.json").read_text())
+    assert two["num_examples"] == one["num_examples"] == 359
+    for a, b in zip(two["exits"], one["exits"], strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-6)
+    for a, b in zip(two["policies"], one["policies"], strict=True):
+        assert a["name"] == b["name"]
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-6)
+        assert a["relative_cost"] == pytest.approx(b["relative_cost"], abs=1e-5)
 
 
 def test_checkpoint_moves_between_8_devices_and_1(tmp_path):
