@@ -1,7 +1,9 @@
 """Fashion-MNIST (Debian package dataset-fashion-mnist, IDX files) with EENet-8, 4 filters.
 
 The EENets paper's small MNIST network applied to Fashion-MNIST (CPU-scale real data here):
-early exits after blocks 0 and 1 (EENet-8's fixed positions), bnpool heads, v2 loss.
+early exits after blocks 0 and 1 (EENet-8's fixed positions), v2 loss. The exit heads are
+``plain`` (flatten -> dense): pooled heads see only 4 and 8 channels here and reached 39% and
+67% test accuracy after 5 epochs, against 89% for plain heads (docs/RESULTS.md).
 
     apt-get install -y dataset-fashion-mnist
     python train.py --config configs/fashion_mnist_eenet8.py --workdir runs/fmnist_eenet8
@@ -21,7 +23,7 @@ def get_config(arg=None):
     c.model.width = 4
     c.model.num_exits = 2
     c.model.exit_blocks = (0, 1)
-    c.model.exit_type = "bnpool"
+    c.model.exit_type = "plain"
     c.loss.kind = "v2"
     c.loss.lam = 1.0
     c.loss.warmup_epochs = 2.0

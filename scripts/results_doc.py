@@ -17,7 +17,7 @@ import sys
 
 EXPERIMENTS = [
     ("digits", "ResNet-20, 2 exits (scikit-learn digits)", "digits", "digits_plain"),
-    ("fashion_mnist", "EENet-8, 4 filters (Fashion-MNIST)", "fm_eenet8", "fm_plain"),
+    ("fashion_mnist", "EENet-8, 4 filters, plain exits (Fashion-MNIST)", "fm_eenet8", "fm_plain"),
 ]
 BENCHMARKS = [
     ("bench110_b256", "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
