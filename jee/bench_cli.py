@@ -90,7 +90,7 @@ def run(config, flags) -> dict:
             policy = OnlinePolicy(eenet_policy(model.num_exits, config.threshold))
             policy_name = f"eenet(T={config.threshold})"
         elif flags.policy == "bolukbasi":
-            policy, policy_name = _bolukbasi_at_budget(config, flags)
+            policy, policy_name = _bolukbasi_at_budget(config, flags, ds, model, state)
         else:
             raise ValueError(f"--policy must be eenet or bolukbasi, got {flags.policy!r}")
     segments, full = network_functions(graphdef, params, stats, model.num_exits)
@@ -122,14 +122,14 @@ def run(config, flags) -> dict:
     return out
 
 
-def _bolukbasi_at_budget(config, flags):
+def _bolukbasi_at_budget(config, flags, ds, model, state):
     """The Bolukbasi policy fitted on validation whose validation cost meets --target_cost."""
     from jee.policy.bolukbasi import fit_bolukbasi
     from jee.policy.budget import select_under_budget
     from jee.policy.sweeps import DEFAULT_LAMBDAS, sweep_rows
-    from jee.report_cli import split_outputs
+    from jee.report_cli import exit_data_by_split
 
-    _, _, _, data, _ = split_outputs(config, flags.workdir)
+    _, data = exit_data_by_split(config, ds, model, state)
     policies, _ = fit_bolukbasi(data["val"], DEFAULT_LAMBDAS)
     rows = sweep_rows(policies, data["val"], data["test"])
     pick = select_under_budget({"family": "bolukbasi", **rows}, flags.target_cost)

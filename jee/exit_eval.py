@@ -18,16 +18,20 @@ from jax.experimental import multihost_utils
 from jee import data as data_lib
 from jee import sharding
 from jee.models import forward
+from jee.policy.decisions import first_exit
 
 
 def threshold_exits(conf_logit: jax.Array, threshold: float) -> jax.Array:
     """EENet rule: first early exit whose sigmoid confidence >= T, else the last exit. [B]."""
-    num_exits = conf_logit.shape[0]
-    take = jax.nn.sigmoid(conf_logit[:-1]) >= threshold if num_exits > 1 else None
-    if take is None:
-        return jnp.zeros(conf_logit.shape[1:], jnp.int32)
-    take = jnp.concatenate([take, jnp.ones_like(take[:1])], axis=0)
-    return jnp.argmax(take, axis=0).astype(jnp.int32)
+    return first_exit(jax.nn.sigmoid(conf_logit) >= threshold)
+
+
+def _device_batches(ds, split: str, batch_size: int, mesh):
+    """This process's rows of every (padded, masked) batch of a split, as global arrays."""
+    for local in data_lib.eval_batches(ds, split, batch_size=batch_size,
+                                       process_index=jax.process_index(),
+                                       process_count=jax.process_count()):
+        yield sharding.put_batch(mesh, local)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -51,10 +55,7 @@ def evaluate(graphdef, params, batch_stats, ds, split: str, *, batch_size: int, 
              threshold: float, mesh) -> dict:
     costs = jnp.asarray(costs, jnp.float32)
     total = None
-    for local in data_lib.eval_batches(ds, split, batch_size=batch_size,
-                                       process_index=jax.process_index(),
-                                       process_count=jax.process_count()):
-        batch = sharding.put_batch(mesh, local)
+    for batch in _device_batches(ds, split, batch_size, mesh):
         sums = _eval_sums(graphdef, params, batch_stats, batch, costs, threshold)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     total = jax.tree.map(np.asarray, total)
@@ -81,10 +82,7 @@ def collect_outputs(graphdef, params, batch_stats, ds, split: str, *, batch_size
     Gathered across processes, in split order, so every process holds the same arrays.
     """
     chunks = []
-    for local in data_lib.eval_batches(ds, split, batch_size=batch_size,
-                                       process_index=jax.process_index(),
-                                       process_count=jax.process_count()):
-        batch = sharding.put_batch(mesh, local)
+    for batch in _device_batches(ds, split, batch_size, mesh):
         logits, conf = _outputs(graphdef, params, batch_stats, batch["image"])
         chunks.append((logits, conf, batch["label"], batch["mask"]))
     if jax.process_count() > 1:

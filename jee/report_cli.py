@@ -25,10 +25,16 @@ BUDGETS = (0.3, 0.5, 0.7)
 
 
 def split_outputs(config, workdir: str):
-    """(dataset, model, costs, {split: ExitData}) of the best checkpoint of a run."""
+    """(dataset, model, costs, {split: ExitData}, state) of the best checkpoint of a run."""
     from jee.train_lib import restore_trained
 
     ds, model, state = restore_trained(config, workdir, "best")
+    costs, out = exit_data_by_split(config, ds, model, state)
+    return ds, model, costs, out, state
+
+
+def exit_data_by_split(config, ds, model, state):
+    """(costs, {'val', 'test': ExitData}) of a restored network: one masked pass per split."""
     graphdef = split_model(model)[0]
     costs = model.costs().relative_costs()
     mesh = sharding.make_mesh()
@@ -38,7 +44,7 @@ def split_outputs(config, workdir: str):
             graphdef, state["params"], state["batch_stats"], ds, name,
             batch_size=config.eval_batch_size, mesh=mesh)
         out[name] = exit_data(logits, jax.nn.sigmoid(conf_logit), labels, costs)
-    return ds, model, costs, out, state
+    return costs, out
 
 
 def flat_report(report: dict, ds, split: str, data) -> dict:

@@ -122,9 +122,6 @@ def _check_config(config, ds) -> None:
                          "best checkpoint and is where exit policies are fitted")
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
-    if config.batch_size > ds.num_examples("train"):
-        raise ValueError(f"config.batch_size={config.batch_size} exceeds the "
-                         f"{ds.num_examples('train')} training examples")
 
 
 def _save_config(config, workdir: str) -> None:

@@ -25,7 +25,7 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jee import optim, sharding, train_lib  # noqa: E402
-from jee.evaluation import KNOWN_SHAPES, _Shapes  # noqa: E402
+from jee.evaluation import model_for_config  # noqa: E402
 from jee.models import split  # noqa: E402
 
 
@@ -67,8 +67,8 @@ def main():
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), batch {args.batch}")
     for name in args.configs.split(","):
         config = load_config(name)
-        shape, classes = KNOWN_SHAPES[config.dataset.name]
-        model = train_lib.build_model(config, _Shapes(shape, classes))
+        model = model_for_config(config)
+        shape, classes = model.input_shape, model.num_classes
         costs = model.costs().relative_costs()
         graphdef, params, stats = split(model)
         tx, _ = optim.make_optimizer(config.optimizer, 100, 10)

@@ -23,7 +23,7 @@ def describe(model: EarlyExitNet) -> dict:
     macs, rel = ct.exit_macs(), ct.relative_costs()
     exits = []
     for k in range(model.num_exits):
-        start, stop = model.segment_blocks(k)
+        stop = model.segment_blocks(k)[1]
         head = heads[k] if k < len(heads) else final_head
         exits.append({
             "block": stop - 1,

@@ -121,13 +121,10 @@ def build_eenet(arch: str, input_shape: Shape, num_classes: int, *, num_exits: i
         blocks = check_exit_blocks(exit_blocks, backbone.num_blocks)
     elif num_exits:
         stem, block_macs = _block_costs(backbone, input_shape)
-        # The classifier is tiny next to the blocks, but count it so the fractions are of the
-        # same whole that relative costs use.
-        total = stem + sum(block_macs) + backbone.feature_shape[-1] * num_classes
-        cumulative, acc = [], stem
-        for m in block_macs:
-            acc += m
-            cumulative.append(acc / total)
+        # A table without heads: its backbone total includes the pooled classifier
+        # (features x classes MACs), the same whole that relative costs use.
+        classifier = backbone.feature_shape[-1] * num_classes
+        cumulative = CostTable(stem, tuple(block_macs), (), classifier, 0, ()).cumulative_blocks()
         blocks = place_exits(cumulative, num_exits, placement)
     else:
         blocks = ()
