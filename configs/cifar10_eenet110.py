@@ -10,7 +10,7 @@ similar accuracy. Also the architecture of jee's inference benchmark (issue: buc
         --benchmark --random_init                       # speed-up without a checkpoint
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -35,10 +35,7 @@ def get_config(arg=None):
     if arg == "smoke":
         c.model.arch = "resnet20"
         c.model.num_exits = 2
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

@@ -9,7 +9,7 @@ weight decay 1e-4, pad-and-crop + flip; cosine schedule over 164 epochs instead 
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-20)
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -31,10 +31,7 @@ def get_config(arg=None):
     c.batch_size = 128
     c.num_epochs = 164
     if arg == "smoke":
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

@@ -10,7 +10,7 @@ Pareto scheme, pool exit heads and the EENet v2 loss after 6 epochs of v0 warm-u
     --config configs/digits.py:smoke                     # a few steps, for tests
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -35,13 +35,12 @@ def get_config(arg=None):
     c.num_epochs = 20
     c.log_every_steps = 20
     if arg == "smoke":
+        smoke(c)
         c.model.arch = "resnet8"
         c.num_epochs = 2
         c.max_steps = 6
-        c.batch_size = 32
         c.eval_batch_size = 64
         c.log_every_steps = 2
-        c.progress = False
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/digits.py; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

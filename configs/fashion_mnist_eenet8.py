@@ -10,7 +10,7 @@ early exits after blocks 0 and 1 (EENet-8's fixed positions), v2 loss. The exit 
     ... --config.model.num_exits=0                   # its plain backbone
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -35,10 +35,7 @@ def get_config(arg=None):
     c.num_epochs = 10
     c.log_every_steps = 100
     if arg == "smoke":
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

@@ -10,7 +10,7 @@ GPU/TPU.
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-50)
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -47,11 +47,10 @@ def get_config(arg=None):
         c.model.arch = "resnet18"
         c.model.num_exits = 2
         c.model.dtype = "float32"
-        c.num_epochs = 1
+        smoke(c)
         c.max_steps = 2
         c.batch_size = 16
         c.eval_batch_size = 16
-        c.progress = False
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

@@ -11,7 +11,7 @@ of its cost.
     ... --config.model.num_exits=0                      # its plain backbone
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -34,10 +34,7 @@ def get_config(arg=None):
     if arg == "4":
         c.model.width = 4
     elif arg == "smoke":
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: 4, smoke")
+        raise unknown_variant(arg, "4, smoke")
     return c

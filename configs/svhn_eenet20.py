@@ -8,7 +8,7 @@ is pad-and-crop without flips.
     ... --config.model.num_exits=0                          # its plain backbone
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -29,10 +29,7 @@ def get_config(arg=None):
     c.batch_size = 128
     c.num_epochs = 40
     if arg == "smoke":
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

@@ -11,7 +11,7 @@ from train).
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-18)
 """
 
-from jee.defaults import base_config
+from jee.defaults import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):
@@ -41,10 +41,7 @@ def get_config(arg=None):
         c.model.arch = "resnet14"
         c.model.num_exits = 2
         c.dataset.num_workers = 0
-        c.num_epochs = 1
-        c.max_steps = 4
-        c.batch_size = 32
-        c.progress = False
+        smoke(c)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; known: smoke")
+        raise unknown_variant(arg, "smoke")
     return c

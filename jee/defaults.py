@@ -72,3 +72,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.progress = True             # progress bar on stderr (process 0)
     c.max_steps = 0               # > 0: stop after this many steps (smoke tests, profiling)
     return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a config to a few steps for tests (each config's ``:smoke`` variant)."""
+    c.num_epochs = 1
+    c.max_steps = 4
+    c.batch_size = 32
+    c.progress = False
+    return c
+
+
+def unknown_variant(arg: str, known: str) -> ValueError:
+    return ValueError(f"unknown config variant {arg!r}; known: {known}")
