@@ -3,6 +3,7 @@
     python evaluate.py --config configs/NAME.py --describe [--workdir DIR]
     python evaluate.py --config configs/NAME.py --workdir DIR            # policies report
     python evaluate.py --config configs/NAME.py --workdir DIR --benchmark [--random_init]
+    python evaluate.py --config configs/NAME_cascade.py [--describe | --benchmark]
 """
 
 from absl import app, flags
@@ -13,7 +14,8 @@ from jee import cli
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "The training run's directory; reports go to DIR/eval.")
+flags.DEFINE_string("workdir", None, "The training run's directory; reports go to DIR/eval "
+                    "(a cascade's default: cascade.root).")
 flags.DEFINE_bool("describe", False, "Print the exits' positions, costs and parameters "
                   "(no checkpoint needed); with --workdir also write DIR/eval/describe.json.")
 flags.DEFINE_bool("benchmark", False, "Time the inference modes and write DIR/eval/benchmark.json.")

@@ -60,6 +60,16 @@ def base_config() -> ml_collections.ConfigDict:
         grad_clip_norm=0.0,       # 0 = off
     ))
 
+    # Network selection (evaluate.py): a cascade of separately trained models. Set by the
+    # configs/*_cascade.py files; empty for a single network.
+    c.cascade = ml_collections.ConfigDict(dict(
+        members=(),               # "configs/FILE.py[:variant]" of each model, cheapest first
+        names=(),                 # their labels in reports, one per member
+        workdirs=(),              # their training runs; empty: root/NAME for each name
+        root="",                  # where the members' runs are; the cascade report goes here
+        edges=(),                 # (from, to) member positions; empty: each to every later one
+    ))
+
     c.seed = 0
     c.batch_size = 128            # global batch, split over every device of every process
     c.eval_batch_size = 256

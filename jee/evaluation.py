@@ -1,4 +1,8 @@
-"""What ``evaluate.py`` does: describe, policy report, benchmark (the entry point stays thin)."""
+"""What ``evaluate.py`` does: describe, policy report, benchmark (the entry point stays thin).
+
+A cascade config (``cascade.members`` set) gets the same three for network selection
+(``jee.cascade``).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +62,11 @@ def model_for_config(config):
 
 
 def run(config, flags) -> None:
+    from jee.cascade.members import is_cascade
+
+    if is_cascade(config):
+        _run_cascade(config, flags)
+        return
     if flags.describe:
         desc = describe(model_for_config(config))
         print(format_table(desc))
@@ -74,3 +83,23 @@ def run(config, flags) -> None:
     from jee import report_cli
 
     report_cli.run(config, flags)
+
+
+def _run_cascade(config, flags) -> None:
+    """A cascade config: its reports go to cascade.root unless --workdir says otherwise."""
+    if flags.describe:
+        from jee.cascade.describe import describe_cascade, format_cascade
+
+        desc = describe_cascade(config)
+        print(format_cascade(desc))
+        if flags.workdir:
+            print(f"wrote {write_json(flags.workdir, 'describe.json', desc)}")
+        return
+    if flags.benchmark:
+        from jee.cascade import bench
+
+        bench.run(config, flags)
+        return
+    from jee.cascade import report
+
+    report.run(config, flags)

@@ -62,9 +62,10 @@ def flat_report(report: dict, ds, split: str, data) -> dict:
             "exits": exits, "policies": rows}
 
 
-def _write_csv(path: str, rows) -> None:
+def write_csv(path: str, rows, fractions_key: str = "exit_fractions") -> None:
+    """One line per report row; lists and dicts as JSON."""
     keys = ["family", "name", "params", "accuracy", "top5", "relative_cost", "speedup",
-            "exit_fractions"]
+            fractions_key]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(keys)
@@ -108,7 +109,7 @@ def run(config, flags) -> dict:
             json.dump(report, f)
         with open(os.path.join(out, "budgets.json"), "w") as f:
             json.dump(budgets, f, indent=2)
-        _write_csv(os.path.join(out, "report.csv"), flat["policies"])
+        write_csv(os.path.join(out, "report.csv"), flat["policies"])
         plots.plot_accuracy_vs_cost(report, os.path.join(out, "accuracy_vs_cost.png"),
                                     split=split, title=f"{ds.name}: accuracy vs relative cost")
         picks = [report["oracle"][split], report["eenet_default"][split]] + [
@@ -123,13 +124,10 @@ def run(config, flags) -> dict:
 
 def _budget_row(report, family, budget, split):
     """The test row of a family's setting chosen on validation for a budget (or None)."""
-    from jee.policy.budget import select_under_budget
+    from jee.policy.budget import row_of_pick, select_under_budget
 
-    curve = report["families"][family]
-    pick = select_under_budget({"family": family, **curve}, budget)
+    curve = {"family": family, **report["families"][family]}
+    pick = select_under_budget(curve, budget)
     if pick is None:
         return None
-    for row_val, row in zip(curve["val"], curve[split], strict=True):
-        if row_val["params"] == pick["params"]:
-            return {**row, "name": f"{family}@{budget}"}
-    return None
+    return {**row_of_pick(curve, pick, split), "name": f"{family}@{budget}"}

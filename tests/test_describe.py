@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from jee.cascade.describe import describe_cascade, format_cascade
+from jee.cascade.members import is_cascade
 from jee.evaluation import model_for_config
 from jee.models.describe import describe, format_table
 
@@ -26,6 +28,9 @@ def _load(path, arg=None):
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_config_describes(path):
     config = _load(path)
+    if is_cascade(config):
+        _check_cascade(path, config)
+        return
     desc = describe(model_for_config(config))
     exits = desc["exits"]
     assert len(exits) == config.model.num_exits + 1
@@ -37,6 +42,21 @@ def test_every_config_describes(path):
     assert "final" in format_table(desc)
     # Each config's smoke variant builds too.
     _load(path, "smoke")
+
+
+def _check_cascade(path, config):
+    desc = describe_cascade(config)
+    costs = [m["relative_cost"] for m in desc["models"]]
+    # Members are listed cheapest first and the most expensive defines the unit.
+    assert costs == sorted(costs) and costs[-1] == 1.0 and len(set(costs)) == len(costs)
+    assert [p["models"] for p in desc["paths"][:1]] == [[desc["models"][0]["name"]]]
+    for name in config.cascade.names:
+        member = _load(path, name)
+        assert member.model.num_exits == 0 and not member.cascade.members
+        assert _load(path, f"{name},smoke").max_steps > 0
+    smoke = _load(path, "smoke")
+    assert all(m.endswith(",smoke") for m in smoke.cascade.members)
+    assert "->" in format_cascade(desc)
 
 
 def test_describe_cli_writes_json(tmp_path):

@@ -12,6 +12,9 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 - :mod:`~jee.infer.eager`: one example at a time, eager or compiled at batch size 1 (how the
   PyTorch reference implementations infer).
 
+:mod:`~jee.infer.cascade` applies the bucketed re-batching to network selection, where the
+"segments" are whole models and a routing policy may jump over some of them.
+
 :mod:`~jee.infer.ladder` builds bucket ladders, :mod:`~jee.infer.synthetic` a policy replaying
 pre-assigned exits, :mod:`~jee.infer.compiles` counts compilations and
 :mod:`~jee.infer.benchmark` times every mode against the plain backbone.
@@ -19,6 +22,7 @@ pre-assigned exits, :mod:`~jee.infer.compiles` counts compilations and
 
 from jee.infer.benchmark import make_engine, run_benchmark
 from jee.infer.bucketed import BucketedEngine, bucketed_forward
+from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine, cascade_forward
 from jee.infer.compiles import CompileCounter
 from jee.infer.eager import EagerEngine, PerExampleEngine, eager_forward
 from jee.infer.host import HostEngine
@@ -33,13 +37,16 @@ from jee.infer.synthetic import (
 
 __all__ = [
     "BucketedEngine",
+    "CascadeEngine",
     "CompileCounter",
     "EagerEngine",
     "HostEngine",
+    "MaskedCascadeEngine",
     "MaskedEngine",
     "PerExampleEngine",
     "SyntheticPolicy",
     "bucketed_forward",
+    "cascade_forward",
     "eager_forward",
     "fit_ladder",
     "fractions_for_cost",

@@ -56,9 +56,7 @@ class BolukbasiPolicy(FeaturePolicy):
 
     def decide_features(self, k: int, features: jax.Array) -> jax.Array:
         z = (features[:, list(self.feature_idx)] - self.mean[k]) / self.scale[k]
-        learned = _score(z, self.coef[k], self.bias[k]) >= 0
-        mode = self.mode[k]
-        return jnp.where(mode == ALWAYS_EXIT, True, jnp.where(mode == NEVER_EXIT, False, learned))
+        return apply_mode(self.mode[k], linear_score(z, self.coef[k], self.bias[k]) >= 0)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -73,23 +71,48 @@ class BolukbasiPolicy(FeaturePolicy):
         }
 
 
-def _score(z, coef, bias):
+def linear_score(z, coef, bias):
+    """``z [..., F] . coef [F] + bias``."""
     # Elementwise product + sum rather than a matvec keeps the online and offline paths on
     # the same arithmetic (a dot may be lowered differently for different batch shapes).
     return jnp.sum(z * coef, axis=-1) + bias
 
 
-def _standardisation(x):
+def apply_mode(mode, learned):
+    """A fitted binary decision: ``learned`` unless ``mode`` fixes it to always / never."""
+    return jnp.where(mode == ALWAYS_EXIT, True, jnp.where(mode == NEVER_EXIT, False, learned))
+
+
+def standardisation(x):
+    """Per-row mean and scale of ``x [K, N, F]`` over the N examples: ``[K, F]`` each."""
     mean = jnp.mean(x, axis=1)
     std = jnp.std(x, axis=1)
     # A constant feature carries no information; scale 1 avoids dividing by ~0.
     return mean, jnp.where(std > 1e-6, std, 1.0)
 
 
+def fit_binary_decision(z, c_take, c_other, l2, steps: int):
+    """One weighted binary decision: take an option costing ``c_take [N]`` per example, or
+    the alternative costing ``c_other [N]``, from standardised features ``z [N, F]``.
+
+    The label is "take" where ``c_take <= c_other``, the weight the cost of deciding wrong.
+    Returns ``(coef, bias, mode, take [N] bool)``: of {always take, never take, the
+    regression}, the candidate with the lowest mean cost on these examples.
+    """
+    label = (c_take <= c_other).astype(jnp.float32)
+    coef, bias = fit_weighted_logistic(z, label, jnp.abs(c_take - c_other), l2, steps)
+    learned = linear_score(z, coef, bias) >= 0
+    always = jnp.ones_like(learned)
+    candidates = jnp.stack([always, ~always, learned])
+    objective = jnp.mean(jnp.where(candidates, c_take, c_other), axis=1)
+    mode = jnp.argmin(objective).astype(jnp.int32)
+    return coef, bias, mode, candidates[mode]
+
+
 @functools.partial(jax.jit, static_argnames=("feature_idx", "steps"))
 def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
     x = features[:-1][..., list(feature_idx)]
-    mean, scale = _standardisation(x)
+    mean, scale = standardisation(x)
     z = (x - mean[:, None]) / scale[:, None]
     err = 1.0 - correct.astype(jnp.float32)
     costs = costs.astype(jnp.float32)
@@ -98,15 +121,8 @@ def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
         def decide_exit(c_cont, exit_k):
             z_k, err_k, cost_k = exit_k
             c_exit = err_k + lam * cost_k
-            label = (c_exit <= c_cont).astype(jnp.float32)
-            weight = jnp.abs(c_exit - c_cont)
-            coef, bias = fit_weighted_logistic(z_k, label, weight, l2, steps)
-            learned = _score(z_k, coef, bias) >= 0
-            always = jnp.ones_like(learned)
-            candidates = jnp.stack([always, ~always, learned])
-            objective = jnp.mean(jnp.where(candidates, c_exit, c_cont), axis=1)
-            mode = jnp.argmin(objective).astype(jnp.int32)
-            return jnp.where(candidates[mode], c_exit, c_cont), (coef, bias, mode)
+            coef, bias, mode, leave = fit_binary_decision(z_k, c_exit, c_cont, l2, steps)
+            return jnp.where(leave, c_exit, c_cont), (coef, bias, mode)
 
         # Backward over the early exits; a scan (not an unrolled loop) so the logistic fit is
         # compiled once, not once per exit. reverse=True keeps outputs indexed by exit.

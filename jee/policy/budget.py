@@ -2,7 +2,9 @@
 
 Given a target mean relative cost, the chosen setting of a family is the most accurate one
 whose *validation* cost is within the budget (ties: the cheaper); its test accuracy and cost
-are what the budget buys. Selecting on test would overstate accuracy.
+are what the budget buys. The converse, the cheapest setting reaching a validation accuracy,
+gives a family's speed-up at a given accuracy loss. Selecting on test would overstate
+accuracy.
 """
 
 from __future__ import annotations
@@ -29,10 +31,36 @@ def select_under_budget(sweep: dict[str, Any], budget: float) -> dict[str, Any] 
         feasible,
         key=lambda i: (sweep["val"][i]["accuracy"], -sweep["val"][i]["relative_cost"]),
     )
-    val_row, test_row = sweep["val"][best], sweep["test"][best]
+    return {**_pick(sweep, best), "budget": float(budget)}
+
+
+def select_for_accuracy(sweep: dict[str, Any], min_accuracy: float) -> dict[str, Any] | None:
+    """The cheapest setting of a sweep whose *validation* accuracy is at least
+    ``min_accuracy`` (ties: the more accurate), reported like ``select_under_budget`` with
+    ``min_accuracy`` in place of ``budget``; None when no setting is accurate enough."""
+    feasible = [i for i, row in enumerate(sweep["val"])
+                if row["accuracy"] >= min_accuracy - _COST_SLACK]
+    if not feasible:
+        return None
+    best = min(
+        feasible,
+        key=lambda i: (sweep["val"][i]["relative_cost"], -sweep["val"][i]["accuracy"]),
+    )
+    return {**_pick(sweep, best), "min_accuracy": float(min_accuracy)}
+
+
+def row_of_pick(sweep: dict[str, Any], pick: dict[str, Any], split: str) -> dict[str, Any]:
+    """The ``split`` row of the setting a pick chose (matched by its parameters)."""
+    for val_row, row in zip(sweep["val"], sweep[split], strict=True):
+        if val_row["params"] == pick["params"]:
+            return row
+    raise KeyError(f"no setting with parameters {pick['params']} in the sweep")
+
+
+def _pick(sweep: dict[str, Any], i: int) -> dict[str, Any]:
+    val_row, test_row = sweep["val"][i], sweep["test"][i]
     return {
         "family": sweep.get("family", val_row["name"]),
-        "budget": float(budget),
         "name": val_row["name"],
         "params": val_row["params"],
         "val_accuracy": val_row["accuracy"],

@@ -27,12 +27,15 @@ def plot_accuracy_vs_cost(
         rows = sorted(curve[split], key=lambda r: r["relative_cost"])
         ax.plot([r["relative_cost"] for r in rows], [r["accuracy"] for r in rows],
                 marker=".", label=family)
-    singles = report.get("single_exits", {}).get(split, [])
+    # Early exits have single exits; a cascade has single models (labelled by name).
+    kind = "single_models" if "single_models" in report else "single_exits"
+    singles = report.get(kind, {}).get(split, [])
     if singles:
         ax.scatter([r["relative_cost"] for r in singles], [r["accuracy"] for r in singles],
-                   marker="s", color="black", zorder=3, label="single exits")
+                   marker="s", color="black", zorder=3, label=kind.replace("_", " "))
         for r in singles:
-            ax.annotate(f"exit {r['params']['exit']}", (r["relative_cost"], r["accuracy"]),
+            label = r["params"].get("model") or f"exit {r['params']['exit']}"
+            ax.annotate(label, (r["relative_cost"], r["accuracy"]),
                         textcoords="offset points", xytext=(4, -10), fontsize=7)
     if "eenet_default" in report:
         r = report["eenet_default"][split]
@@ -51,9 +54,11 @@ def plot_accuracy_vs_cost(
 
 
 def plot_exit_histograms(
-    rows: Sequence[dict[str, Any]], path: str | Path, labels: Sequence[str] | None = None
+    rows: Sequence[dict[str, Any]], path: str | Path, labels: Sequence[str] | None = None,
+    xlabel: str = "exit", ticks: Sequence[str] | None = None,
 ) -> Path:
-    """Bar chart of ``exit_fractions`` per report row (one panel each)."""
+    """Bar chart of ``exit_fractions`` per report row (one panel each); a cascade's rows
+    hold path fractions (``xlabel="path"``, ``ticks`` naming the paths)."""
     if not rows:
         raise ValueError("no rows to plot")
     labels = labels or [_label(r) for r in rows]
@@ -63,9 +68,12 @@ def plot_exit_histograms(
     for ax, row, label in zip(axes.flat, rows, labels, strict=False):
         fractions = row["exit_fractions"]
         ax.bar(range(len(fractions)), fractions)
-        ax.set_xticks(range(len(fractions)))
+        if ticks:
+            ax.set_xticks(range(len(fractions)), ticks, rotation=30, ha="right", fontsize=7)
+        else:
+            ax.set_xticks(range(len(fractions)))
         ax.set_ylim(0, 1)
-        ax.set_xlabel("exit")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of examples")
         ax.set_title(f"{label}\nacc {row['accuracy']:.3f}, cost {row['relative_cost']:.3f}",
                      fontsize=9)

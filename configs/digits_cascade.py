@@ -1,0 +1,36 @@
+"""Network selection on scikit-learn's digits: three plain backbones of very different cost.
+
+tiny = ResNet-8 with 4 filters, small = ResNet-8 with 16, large = ResNet-20 with 16 (the
+plain backbone of configs/digits.py); each trained as in configs/digits.py without exits.
+Every model may hand over to every more expensive one.
+
+    for m in tiny small large; do
+      python train.py --config configs/digits_cascade.py:$m --workdir runs/digits_cascade/$m
+    done
+    python evaluate.py --config configs/digits_cascade.py     # -> runs/digits_cascade/eval
+"""
+
+import os
+
+from jee.cascade.members import cascade_variant, load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _member(arch, width):
+    def build():
+        c = load_config(os.path.join(HERE, "digits.py"))
+        c.model.arch = arch
+        c.model.width = width
+        c.model.num_exits = 0
+        c.loss.warmup_epochs = 0.0
+        return c
+    return build
+
+
+MEMBERS = {"tiny": _member("resnet8", 4), "small": _member("resnet8", 16),
+           "large": _member("resnet20", 16)}
+
+
+def get_config(arg=None):
+    return cascade_variant(__file__, MEMBERS, arg, root="runs/digits_cascade")

@@ -1,0 +1,144 @@
+"""Network selection over a cascade: graph, paths, oracle, routing policies and their fit."""
+
+import numpy as np
+import pytest
+
+from jee.cascade.data import cascade_data, oracle_paths, path_outcomes
+from jee.cascade.fit import fit_cascade
+from jee.cascade.graph import make_graph
+from jee.cascade.policy import STOP, FixedPathPolicy, ThresholdCascadePolicy
+from jee.policy.metrics import exit_metrics
+
+COSTS = (1.0, 3.0, 10.0)  # relative: 0.1, 0.3, 1.0
+
+
+def test_default_graph_links_every_model_to_every_later_one():
+    g = make_graph(3)
+    assert g.successors == ((1, 2), (2,), ())
+    assert g.paths() == ((0,), (0, 1), (0, 1, 2), (0, 2))
+    np.testing.assert_allclose(g.path_costs(COSTS), [1.0, 4.0, 14.0, 11.0])
+    table = g.path_index_table()
+    assert table[0b001] == 0 and table[0b011] == 1 and table[0b111] == 2 and table[0b101] == 3
+    assert table[0b010] == -1 and table[0b110] == -1
+
+
+def test_chain_graph_and_bad_edges():
+    assert make_graph(3, [(0, 1), (1, 2)]).paths() == ((0,), (0, 1), (0, 1, 2))
+    with pytest.raises(ValueError, match="backward"):
+        make_graph(3, [(1, 0)])
+    with pytest.raises(ValueError, match="outside"):
+        make_graph(3, [(0, 3)])
+    with pytest.raises(ValueError, match=r"\[2\] cannot be reached"):
+        make_graph(3, [(0, 1)])
+
+
+def _logits(predicted, confidence, num_classes=4):
+    """Logits whose argmax is ``predicted`` with max-prob rising with ``confidence``."""
+    out = np.zeros((len(predicted), num_classes), np.float32)
+    out[np.arange(len(predicted)), predicted] = confidence
+    return out
+
+
+def _three_kinds(n_per_kind=200, seed=0):
+    """A hand-made problem with a known optimum for a small lambda.
+
+    easy: model 0 is right and confident -> stop at 0 (cost 0.1);
+    medium: model 0 wrong with middling confidence, models 1 and 2 right -> 0, 1 (0.4);
+    hard: model 0 wrong and unsure, model 1 wrong, model 2 right -> jump 0, 2 (1.1) rather
+    than 0, 1, 2 (1.4).
+    """
+    rng = np.random.default_rng(seed)
+    kinds = np.repeat([0, 1, 2], n_per_kind)
+    labels = rng.integers(0, 4, kinds.size)
+    wrong = (labels + 1) % 4
+    jitter = rng.uniform(-0.2, 0.2, kinds.size)
+    conf0 = np.select([kinds == 0, kinds == 1], [6.0, 3.0], 0.5) + jitter
+    pred0 = np.where(kinds == 0, labels, wrong)
+    pred1 = np.where(kinds == 2, wrong, labels)
+    conf1 = np.where(kinds == 2, 0.5, 6.0) + jitter
+    logits = np.stack([_logits(pred0, conf0), _logits(pred1, conf1),
+                       _logits(labels, 6.0 + jitter)])
+    return cascade_data(logits, labels, COSTS), kinds
+
+
+def test_learned_policy_finds_the_known_optimum_with_the_jump():
+    data, kinds = _three_kinds()
+    graph = make_graph(3)
+    policies, objective = fit_cascade(data, graph, [0.1])
+    paths = np.asarray(policies[0].paths_from_features(data.features))
+    expected = np.select([kinds == 0, kinds == 1], [0, 1], 3)  # (0,), (0, 1), (0, 2)
+    np.testing.assert_array_equal(paths, expected)
+    # The optimum's objective by hand: medium 0.1 * 0.4, hard 0.1 * 1.1, easy 0.1 * 0.1.
+    np.testing.assert_allclose(float(objective[0]), 0.1 * (0.1 + 0.4 + 1.1) / 3, rtol=1e-5)
+    # It is the oracle here: every example ends correct on its cheapest correct path.
+    outcomes = path_outcomes(data, graph)
+    np.testing.assert_array_equal(paths, np.asarray(oracle_paths(outcomes)))
+
+
+def test_without_the_jump_hard_examples_go_through_the_middle_model():
+    data, kinds = _three_kinds()
+    graph = make_graph(3, [(0, 1), (1, 2)])
+    policies, _ = fit_cascade(data, graph, [0.1])
+    paths = np.asarray(policies[0].paths_from_features(data.features))
+    np.testing.assert_array_equal(paths, np.select([kinds == 0, kinds == 1], [0, 1], 2))
+
+
+def test_large_lambda_stops_everything_at_the_cheapest_model():
+    data, _ = _three_kinds()
+    policies, _ = fit_cascade(data, make_graph(3), [0.0, 5.0])
+    paths = np.asarray(policies[1].paths_from_features(data.features))
+    assert np.all(paths == 0)
+    # lambda 0 ignores cost: every example must end correct.
+    outcomes = path_outcomes(data, make_graph(3))
+    m = exit_metrics(policies[0].paths_from_features(data.features), outcomes)
+    assert float(m["accuracy"]) == 1.0
+
+
+def _random_problem(seed, n=400, models=3, classes=5):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    logits = rng.normal(size=(models, n, classes)).astype(np.float32)
+    # Later models are more often right, so the trade-off is real.
+    for k in range(models):
+        boost = rng.random(n) < 0.4 + 0.25 * k
+        logits[k, np.arange(n), labels] += 3.0 * boost
+    return cascade_data(logits, labels, np.geomspace(1, 10, models))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_policy_beats_the_oracle(seed):
+    data = _random_problem(seed)
+    graph = make_graph(3)
+    outcomes = path_outcomes(data, graph)
+    oracle = np.asarray(oracle_paths(outcomes))
+    path_cost = np.asarray(outcomes.costs)
+    correct = np.asarray(outcomes.correct)
+    n = np.arange(data.num_examples)
+    learned, _ = fit_cascade(data, graph, np.geomspace(1e-3, 3, 8))
+    policies = [learned[i] for i in range(8)]
+    policies += [ThresholdCascadePolicy(np.float32(t), graph) for t in (0.3, 0.6, 0.9)]
+    policies += [FixedPathPolicy(graph, p) for p in graph.paths()]
+    oracle_right = correct[oracle, n]
+    assert oracle_right.sum() == np.any(correct, axis=0).sum()
+    for policy in policies:
+        paths = np.asarray(policy.paths_from_features(data.features))
+        right = correct[paths, n]
+        assert right.sum() <= oracle_right.sum()
+        # Where the policy is right, the oracle is right at no more cost.
+        assert np.all(path_cost[oracle[right]] <= path_cost[paths[right]] + 1e-6)
+
+
+def test_fixed_paths_and_thresholds_route_as_specified():
+    data = _random_problem(3)
+    graph = make_graph(3)
+    for i, path in enumerate(graph.paths()):
+        got = np.asarray(FixedPathPolicy(graph, path).paths_from_features(data.features))
+        assert np.all(got == i), path
+    # A max-prob cascade walks 0 -> 1 -> 2, stopping at the first confident model.
+    t = 0.5
+    policy = ThresholdCascadePolicy(np.float32(t), graph)
+    max_prob = np.asarray(data.features[..., 0])
+    expected = np.where(max_prob[0] >= t, 0, np.where(max_prob[1] >= t, 1, 2))
+    np.testing.assert_array_equal(np.asarray(policy.paths_from_features(data.features)),
+                                  expected)
+    assert int(policy.route_features(2, data.features[2])[0]) == STOP

@@ -1,0 +1,88 @@
+"""Network selection end to end: three digits models trained briefly, then evaluate.py's
+cascade report, describe and benchmark."""
+
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from jee import evaluation, train_lib
+from jee.cascade.members import load_config
+from jee.checkpoint import CheckpointError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "digits_cascade.py")
+
+
+def _flags(**kw):
+    base = dict(workdir=None, describe=False, benchmark=False, batch_size=128, repeats=2,
+                ladder="pow2", ladder_growth=1.25, split="test")
+    base.update(kw)
+    return types.SimpleNamespace(**base)
+
+
+@pytest.fixture(scope="module")
+def cascade(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits_cascade")
+    config = load_config(f"{CONFIG}:smoke")
+    config.cascade.root = str(root)
+    for name in config.cascade.names:
+        member = load_config(f"{CONFIG}:{name},smoke")
+        member.max_steps = 12
+        train_lib.train_and_evaluate(member, str(root / name))
+    return config, root
+
+
+def test_cascade_report(cascade):
+    config, root = cascade
+    evaluation.run(config, _flags())
+    report = json.loads((root / "eval" / "report.json").read_text())
+    assert report["num_examples"] == 359
+    assert [m["name"] for m in report["models"]] == ["tiny", "small", "large"]
+    assert report["models"][-1]["relative_cost"] == 1.0
+    assert [p["models"] for p in report["paths"]] == [
+        ["tiny"], ["tiny", "small"], ["tiny", "small", "large"], ["tiny", "large"]]
+    # Each model's accuracy in the report equals its own training run's test evaluation.
+    for m in report["models"]:
+        own = json.loads((root / m["name"] / "test_metrics.json").read_text())
+        assert m["accuracy"] == pytest.approx(own["exit_accuracy"][-1], abs=1e-6)
+    families = {p["family"] for p in report["policies"]}
+    assert families == {"max_prob", "margin", "entropy", "bolukbasi", "oracle"}
+    oracle = next(p for p in report["policies"] if p["family"] == "oracle")
+    for p in report["policies"]:
+        assert len(p["path_fractions"]) == 4
+        assert sum(p["path_fractions"]) == pytest.approx(1.0, abs=1e-5)
+        assert p["accuracy"] <= oracle["accuracy"] + 1e-9
+        expected_cost = np.dot(p["path_fractions"], [q["relative_cost"] for q in report["paths"]])
+        assert p["relative_cost"] == pytest.approx(expected_cost, abs=1e-5)
+    assert {p["loss"] for p in report["operating_points"]["points"]} == {0.0, 0.01}
+    for name in ("report.csv", "budgets.json", "report_full.json", "accuracy_vs_cost.png",
+                 "path_histograms.png"):
+        assert (root / "eval" / name).stat().st_size > 0
+
+
+def test_cascade_benchmark_matches_the_offline_policy(cascade):
+    config, root = cascade
+    evaluation.run(config, _flags(benchmark=True))
+    bench = json.loads((root / "eval" / "benchmark.json").read_text())
+    assert bench["reference"]["recompiles_after_warmup"] == 0
+    assert bench["points"], "no operating point was feasible"
+    for point in bench["points"]:
+        for mode in ("masked", "bucketed"):
+            stats = point["modes"][mode]
+            assert stats["agreement"] == 1.0
+            assert stats["recompiles_after_warmup"] == 0
+            # float32 mean against an exact one; an example is 1/359 of the accuracy.
+            assert stats["accuracy"] == pytest.approx(point["test_accuracy"], abs=1e-6)
+
+
+def test_cascade_describe_and_missing_member(cascade, tmp_path, capsys):
+    config, _ = cascade
+    evaluation.run(config, _flags(describe=True))
+    assert "tiny -> small -> large" in capsys.readouterr().out
+    missing = load_config(f"{CONFIG}:smoke")
+    missing.cascade.root = str(tmp_path)
+    with pytest.raises(CheckpointError, match=r"member 'tiny'.*\n.*digits_cascade.py:tiny,smoke"):
+        evaluation.run(missing, _flags())
