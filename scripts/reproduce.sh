@@ -16,16 +16,36 @@ python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$F
   --workdir "$RUNS/fm_eenet8"
 python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
   --config.model.num_exits=0 --workdir "$RUNS/fm_plain"
+python train.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20"
+
+# The cascade's members; the largest is also fm_eenet20's plain backbone.
+for m in tiny small large; do
+  python train.py --config configs/fashion_mnist_cascade.py:$m --workdir "$RUNS/fm_cascade/$m"
+done
 
 # Policies fitted on validation, scored on test (report.json, budgets.json, plots).
 python evaluate.py --config configs/digits.py --workdir "$RUNS/digits"
 python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
   --workdir "$RUNS/fm_eenet8"
+python evaluate.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20"
+python evaluate.py --config configs/fashion_mnist_cascade.py --config.cascade.root="$RUNS/fm_cascade"
 
 # Wall-clock speed-ups of the inference modes.
+# The learned exit policy at matched budgets (each run overwrites eval/benchmark.json,
+# so these go first and are copied).
+for b in 0.3 0.5 0.7; do
+  python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+    --workdir "$RUNS/fm_eenet8" --benchmark --policy bolukbasi --target_cost $b
+  cp "$RUNS/fm_eenet8/eval/benchmark.json" "$RUNS/fm_eenet8/eval/benchmark_bolukbasi_$b.json"
+  python evaluate.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20" \
+    --benchmark --policy bolukbasi --target_cost $b
+  cp "$RUNS/fm_eenet20/eval/benchmark.json" "$RUNS/fm_eenet20/eval/benchmark_bolukbasi_$b.json"
+done
 python evaluate.py --config configs/digits.py --workdir "$RUNS/digits" --benchmark
 python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
   --workdir "$RUNS/fm_eenet8" --benchmark
+python evaluate.py --config configs/fashion_mnist_cascade.py --config.cascade.root="$RUNS/fm_cascade" \
+  --benchmark --repeats 5
 python evaluate.py --config configs/cifar10_eenet110.py --workdir "$RUNS/bench110_b256" \
   --benchmark --random_init --batch_size 256 --target_cost 0.5 --repeats 5 --eager_examples 8
 

@@ -4,7 +4,8 @@
 
 Reads, for each experiment, the EENet run and its plain-backbone run (``test_metrics.json``),
 the EENet run's policy report (``eval/report.json``, ``eval/budgets.json``) and benchmarks
-(``eval/benchmark.json``); copies the accuracy-vs-cost plots next to the document. Nothing
+(``eval/benchmark*.json``), and each cascade's report and benchmark; copies the
+accuracy-vs-cost plots next to the document. Nothing
 here is typed in by hand: every figure comes from those files.
 """
 
@@ -18,12 +19,22 @@ import sys
 EXPERIMENTS = [
     ("digits", "ResNet-20, 2 exits (scikit-learn digits)", "digits", "digits_plain"),
     ("fashion_mnist", "EENet-8, 4 filters, plain exits (Fashion-MNIST)", "fm_eenet8", "fm_plain"),
+    ("fashion_mnist_resnet20", "ResNet-20, 8 filters, 3 plain exits (Fashion-MNIST)",
+     "fm_eenet20", "fm_cascade/large"),
 ]
+# (run, benchmark file, label)
 BENCHMARKS = [
-    ("bench110_b256", "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
-    ("digits", "digits ResNet-20, trained, EENet policy T=0.5"),
-    ("fm_eenet8", "Fashion-MNIST EENet-8, trained, EENet policy T=0.5"),
+    ("bench110_b256", "benchmark.json",
+     "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
+    ("digits", "benchmark.json", "digits ResNet-20, trained, EENet policy T=0.5"),
+    ("fm_eenet8", "benchmark.json", "Fashion-MNIST EENet-8, trained, EENet policy T=0.5"),
+] + [
+    (run, f"benchmark_bolukbasi_{budget}.json",
+     f"Fashion-MNIST {net}, trained, Bolukbasi policy at budget {budget}")
+    for run, net in (("fm_eenet8", "EENet-8"), ("fm_eenet20", "ResNet-20"))
+    for budget in ("0.3", "0.5", "0.7")
 ]
+CASCADES = [("fm_cascade", "Fashion-MNIST: EENet-8 (4 filters), ResNet-8 (8), ResNet-20 (8)")]
 
 
 def _load(path):
@@ -86,8 +97,8 @@ def benchmark_table(runs: str) -> list[str]:
     out = ["| network | batch | ladder | ideal speed-up | bucketed speed-up | efficiency | "
            "host speed-up | eager images/s | bucketed images/s | bucketed / eager | "
            "recompiles | agreement |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run, label in BENCHMARKS:
-        path = os.path.join(runs, run, "eval", "benchmark.json")
+    for run, name, label in BENCHMARKS:
+        path = os.path.join(runs, run, "eval", name)
         if not os.path.exists(path):
             continue
         b = _load(path)
@@ -103,6 +114,64 @@ def benchmark_table(runs: str) -> list[str]:
     return out
 
 
+def cascade_tables(runs: str, docs: str) -> list[str]:
+    out = []
+    for run, label in CASCADES:
+        path = os.path.join(runs, run, "eval")
+        try:
+            report = _load(os.path.join(path, "report.json"))
+            budgets = _load(os.path.join(path, "budgets.json"))
+        except FileNotFoundError:
+            continue
+        out += [f"### {label}", "", "| model | relative cost | test acc. |", "|---|---|---|"]
+        out += [f"| {m['name']} | {m['relative_cost']:.3f} | {_pct(m['accuracy'])} |"
+                for m in report["models"]]
+        ops = report["operating_points"]
+        ref = ops["reference"]
+        out += ["", f"Operating points: the cheapest setting of each policy whose *validation* "
+                f"accuracy is within the given loss of the best single model ({ref['model']}, "
+                f"{_pct(ref['val_accuracy'])} on validation, {_pct(ref['test_accuracy'])} on "
+                "test); its test accuracy, cost and ideal speed-up over that model.", "",
+                "| loss allowed | policy | test acc. | change | test cost | ideal speed-up | "
+                "path fractions |", "|---|---|---|---|---|---|---|"]
+        names = [" > ".join(p["models"]) for p in report["paths"]]
+        for p in ops["points"]:
+            if p["feasible"]:
+                fractions = ", ".join(f"{n} {f:.3f}" for n, f in
+                                      zip(names, p["test_path_fractions"], strict=True) if f)
+                out.append(f"| {100 * p['loss']:.0f} pt | {p['family']} | "
+                           f"{_pct(p['test_accuracy'])} | {100 * p['test_accuracy_change']:+.2f} | "
+                           f"{p['test_relative_cost']:.3f} | "
+                           f"{p['test_speedup_vs_reference']:.2f} | {fractions} |")
+        out += ["", "| budget | policy | test acc. | test cost |", "|---|---|---|---|"]
+        out += [f"| {b['budget']:.1f} | {b['family']} | {_pct(b['test_accuracy'])} | "
+                f"{b['test_relative_cost']:.3f} |" for b in budgets if b["feasible"]]
+        oracle = next(r for r in report["policies"] if r["family"] == "oracle")
+        out.append(f"| - | oracle | {_pct(oracle['accuracy'])} | "
+                   f"{oracle['relative_cost']:.3f} |")
+        bench_path = os.path.join(path, "benchmark.json")
+        if os.path.exists(bench_path):
+            b = _load(bench_path)
+            out += ["", f"Measured over the whole test split, batch {b['batch_size']}, median "
+                    f"of {b['repeats']} passes; reference: {b['reference']['model']} alone at "
+                    f"{b['reference']['images_per_s']:.0f} images/s.", "",
+                    "| loss allowed | mode | images/s | measured speed-up | ideal | test acc. | "
+                    "agreement | recompiles |", "|---|---|---|---|---|---|---|---|"]
+            for p in b["points"]:
+                for mode, m in p["modes"].items():
+                    out.append(f"| {100 * p['loss']:.0f} pt | {mode} | {m['images_per_s']:.0f} "
+                               f"| {m['speedup']:.2f} | {p['ideal_speedup']:.2f} | "
+                               f"{_pct(m['accuracy'])} | {m['agreement']:.4f} | "
+                               f"{m['recompiles_after_warmup']} |")
+        plot = os.path.join(path, "accuracy_vs_cost.png")
+        if os.path.exists(plot):
+            target = f"{run}_accuracy_vs_cost.png"
+            shutil.copy(plot, os.path.join(docs, target))
+            out += ["", f"![accuracy vs relative cost, {label}]({target})"]
+        out.append("")
+    return out
+
+
 def main() -> None:
     runs = sys.argv[1] if len(sys.argv) > 1 else "runs/results"
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
@@ -113,6 +182,8 @@ def main() -> None:
     lines += budget_tables(runs, docs)
     lines += ["## Wall-clock speed-up of compiled early exit (this 2-core CPU)", ""]
     lines += benchmark_table(runs)
+    lines += ["", "## Network selection over a cascade of models", ""]
+    lines += cascade_tables(runs, docs)
     print("\n".join(lines))
 
 
