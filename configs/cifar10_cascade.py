@@ -12,22 +12,12 @@ model may hand over to every more expensive one.
 
 import os
 
-from jee.cascade.members import cascade_variant, load_config
+from jee.cascade.members import cascade_variant, variant_of
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _member(arch):
-    def build():
-        c = load_config(os.path.join(HERE, "cifar10_eenet20.py"))
-        c.model.arch = arch
-        c.model.num_exits = 0
-        c.loss.warmup_epochs = 0.0
-        return c
-    return build
-
-
-MEMBERS = {name: _member(name) for name in ("resnet20", "resnet56", "resnet110")}
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10_eenet20.py")
+MEMBERS = {arch: variant_of(BASE, {"model.arch": arch, "model.num_exits": 0,
+                                   "loss.warmup_epochs": 0.0})
+           for arch in ("resnet20", "resnet56", "resnet110")}
 
 
 def get_config(arg=None):

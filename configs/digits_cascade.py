@@ -12,24 +12,15 @@ Every model may hand over to every more expensive one.
 
 import os
 
-from jee.cascade.members import cascade_variant, load_config
+from jee.cascade.members import cascade_variant, variant_of
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _member(arch, width):
-    def build():
-        c = load_config(os.path.join(HERE, "digits.py"))
-        c.model.arch = arch
-        c.model.width = width
-        c.model.num_exits = 0
-        c.loss.warmup_epochs = 0.0
-        return c
-    return build
-
-
-MEMBERS = {"tiny": _member("resnet8", 4), "small": _member("resnet8", 16),
-           "large": _member("resnet20", 16)}
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
+NO_EXITS = {"model.num_exits": 0, "loss.warmup_epochs": 0.0}
+MEMBERS = {
+    "tiny": variant_of(BASE, {**NO_EXITS, "model.arch": "resnet8", "model.width": 4}),
+    "small": variant_of(BASE, {**NO_EXITS, "model.arch": "resnet8", "model.width": 16}),
+    "large": variant_of(BASE, {**NO_EXITS, "model.arch": "resnet20", "model.width": 16}),
+}
 
 
 def get_config(arg=None):

@@ -14,24 +14,15 @@ Every model may hand over to every more expensive one (tiny -> large is the jump
 
 import os
 
-from jee.cascade.members import cascade_variant, load_config
+from jee.cascade.members import cascade_variant, variant_of
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _member(arch, width):
-    def build():
-        c = load_config(os.path.join(HERE, "fashion_mnist_eenet8.py"))
-        c.model.arch = arch
-        c.model.width = width
-        c.model.num_exits = 0
-        c.model.exit_blocks = ()
-        return c
-    return build
-
-
-MEMBERS = {"tiny": _member("eenet8", 4), "small": _member("resnet8", 8),
-           "large": _member("resnet20", 8)}
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_eenet8.py")
+NO_EXITS = {"model.num_exits": 0, "model.exit_blocks": ()}
+MEMBERS = {
+    "tiny": variant_of(BASE, {**NO_EXITS, "model.arch": "eenet8", "model.width": 4}),
+    "small": variant_of(BASE, {**NO_EXITS, "model.arch": "resnet8", "model.width": 8}),
+    "large": variant_of(BASE, {**NO_EXITS, "model.arch": "resnet20", "model.width": 8}),
+}
 
 
 def get_config(arg=None):

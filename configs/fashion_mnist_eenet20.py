@@ -11,19 +11,16 @@ configs/fashion_mnist_cascade.py (the same network and recipe).
 
 import os
 
-from jee.cascade.members import load_config
+from jee.cascade.members import variant_of
 from jee.defaults import smoke, unknown_variant
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_eenet8.py")
+RESNET20 = variant_of(BASE, {"model.arch": "resnet20", "model.width": 8, "model.num_exits": 3,
+                             "model.exit_blocks": (), "model.placement": "pareto"})
 
 
 def get_config(arg=None):
-    c = load_config(os.path.join(HERE, "fashion_mnist_eenet8.py"))
-    c.model.arch = "resnet20"
-    c.model.width = 8
-    c.model.num_exits = 3
-    c.model.exit_blocks = ()
-    c.model.placement = "pareto"
+    c = RESNET20()
     if arg == "smoke":
         smoke(c)
     elif arg:

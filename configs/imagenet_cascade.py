@@ -12,22 +12,12 @@ configs/imagenet_resnet50.py without exits.
 
 import os
 
-from jee.cascade.members import cascade_variant, load_config
+from jee.cascade.members import cascade_variant, variant_of
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _member(arch):
-    def build():
-        c = load_config(os.path.join(HERE, "imagenet_resnet50.py"))
-        c.model.arch = arch
-        c.model.num_exits = 0
-        c.loss.warmup_epochs = 0.0
-        return c
-    return build
-
-
-MEMBERS = {name: _member(name) for name in ("resnet18", "resnet50", "resnet152")}
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_resnet50.py")
+MEMBERS = {arch: variant_of(BASE, {"model.arch": arch, "model.num_exits": 0,
+                                   "loss.warmup_epochs": 0.0})
+           for arch in ("resnet18", "resnet50", "resnet152")}
 
 
 def get_config(arg=None):

@@ -35,10 +35,11 @@ python evaluate.py --config configs/fashion_mnist_cascade.py --config.cascade.ro
 # so these go first and are copied).
 for b in 0.3 0.5 0.7; do
   python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
-    --workdir "$RUNS/fm_eenet8" --benchmark --policy bolukbasi --target_cost $b
+    --workdir "$RUNS/fm_eenet8" --benchmark --policy bolukbasi --target_cost $b \
+    --modes full,masked,bucketed,host
   cp "$RUNS/fm_eenet8/eval/benchmark.json" "$RUNS/fm_eenet8/eval/benchmark_bolukbasi_$b.json"
   python evaluate.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20" \
-    --benchmark --policy bolukbasi --target_cost $b
+    --benchmark --policy bolukbasi --target_cost $b --modes full,masked,bucketed,host
   cp "$RUNS/fm_eenet20/eval/benchmark.json" "$RUNS/fm_eenet20/eval/benchmark_bolukbasi_$b.json"
 done
 python evaluate.py --config configs/digits.py --workdir "$RUNS/digits" --benchmark

@@ -103,14 +103,16 @@ def benchmark_table(runs: str) -> list[str]:
             continue
         b = _load(path)
         m = b["modes"]
-        bk, eager = m["bucketed"], m.get("eager")
+        bk, eager, host = m["bucketed"], m.get("eager"), m.get("host")
+        # Modes left out of a run (--modes) show as "-".
         ratio = f"{bk['images_per_s'] / eager['images_per_s']:.1f}x" if eager else "-"
+        host_speedup = f"{host['speedup']:.2f}" if host else "-"
+        eager_rate = f"{eager['images_per_s']:.1f}" if eager else "-"
         out.append(
             f"| {label} | {b['batch_size']} | {len(b.get('ladder', []))} sizes | "
             f"{b['ideal_speedup']:.2f} | {bk['speedup']:.2f} | {bk['efficiency']:.2f} | "
-            f"{m['host']['speedup']:.2f} | {eager['images_per_s']:.1f} | "
-            f"{bk['images_per_s']:.1f} | {ratio} | {bk['recompiles_after_warmup']} | "
-            f"{b['agreement']:.4f} |")
+            f"{host_speedup} | {eager_rate} | {bk['images_per_s']:.1f} | {ratio} | "
+            f"{bk['recompiles_after_warmup']} | {b['agreement']:.4f} |")
     return out
 
 

@@ -4,7 +4,8 @@ A cascade config (``configs/*_cascade.py``) names each member by a config spec,
 ``path/to/config.py[:variant]``, the same string ``train.py --config`` takes, so a member is
 trained exactly as it is later loaded. ``cascade_variant`` gives such a file its variants:
 ``NAME`` is the training config of one member, ``NAME,smoke`` its few-step version, no
-argument the cascade itself and ``smoke`` the cascade of the smoke members.
+argument the cascade itself and ``smoke`` the cascade of the smoke members. ``variant_of``
+derives a member's config from an existing one with a few keys changed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import importlib.util
 import os
 from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -32,6 +34,23 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def variant_of(path: str, overrides: dict[str, Any]) -> Callable[[], ml_collections.ConfigDict]:
+    """A builder of the config at ``path`` with dotted-key ``overrides`` applied
+    (``{"model.arch": "resnet8"}``); a key the config does not have is an error."""
+    def build() -> ml_collections.ConfigDict:
+        c = load_config(path)
+        for key, value in overrides.items():
+            *parents, leaf = key.split(".")
+            node = c
+            for name in parents:
+                node = node[name]
+            if leaf not in node:
+                raise KeyError(f"{key!r} is not a key of {path}'s config")
+            node[leaf] = value
+        return c
+    return build
 
 
 def cascade_variant(config_file: str, members: dict[str, Callable[[], ml_collections.ConfigDict]],
