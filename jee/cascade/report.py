@@ -95,23 +95,38 @@ def cascade_report(val, test, graph: CascadeGraph, names, *, lambdas=DEFAULT_LAM
 
 def operating_points(report: dict[str, Any], losses=LOSSES) -> dict[str, Any]:
     """Per family and accuracy loss: the cheapest setting whose validation accuracy is
-    within ``loss`` of the best single model's, with its test speed-up over that model."""
+    within ``loss`` of the best single model's, with its test speed-up over that model
+    (``"selected_on": "val"``, the honest operating point).
+
+    Validation accuracies of settings this close differ by less than the sampling noise of
+    the split, so such a point can lose more than ``loss`` on test. For comparison each is
+    paired with the cheapest setting within ``loss`` of that model on *test*
+    (``"selected_on": "test"``): chosen after the fact, the best the family could have done.
+    """
     singles = report["single_models"]
     ref = max(range(len(singles["val"])),
               key=lambda k: (singles["val"][k]["accuracy"], -singles["val"][k]["relative_cost"]))
     ref_val, ref_test = singles["val"][ref], singles["test"][ref]
     points = []
     for loss in losses:
-        for family, curve in report["families"].items():
-            pick = select_for_accuracy({"family": family, **curve}, ref_val["accuracy"] - loss)
-            if pick is None:
-                points.append({"family": family, "loss": loss, "feasible": False})
-                continue
-            points.append({
-                **pick, "loss": loss, "feasible": True,
-                "test_accuracy_change": pick["test_accuracy"] - ref_test["accuracy"],
-                "test_speedup_vs_reference": ref_test["relative_cost"]
-                / pick["test_relative_cost"]})
+        for selected_on, ref_row in (("val", ref_val), ("test", ref_test)):
+            for family, curve in report["families"].items():
+                # Choosing on test: the test curve plays both parts.
+                sweep = {"family": family, "val": curve[selected_on], "test": curve["test"]}
+                pick = select_for_accuracy(sweep, ref_row["accuracy"] - loss)
+                if pick is None:
+                    points.append({"family": family, "loss": loss, "selected_on": selected_on,
+                                   "feasible": False})
+                    continue
+                if selected_on == "test":
+                    val_row = row_of_pick(curve, pick, "val")
+                    pick["val_accuracy"] = val_row["accuracy"]
+                    pick["val_relative_cost"] = val_row["relative_cost"]
+                points.append({
+                    **pick, "loss": loss, "selected_on": selected_on, "feasible": True,
+                    "test_accuracy_change": pick["test_accuracy"] - ref_test["accuracy"],
+                    "test_speedup_vs_reference": ref_test["relative_cost"]
+                    / pick["test_relative_cost"]})
     return {"reference": {"model": ref_val["params"]["model"],
                           "val_accuracy": ref_val["accuracy"],
                           "test_accuracy": ref_test["accuracy"],
@@ -156,11 +171,12 @@ def _print_summary(flat, budgets) -> None:
     ops = flat["operating_points"]
     print(f"reference: {ops['reference']['model']} (test accuracy "
           f"{ops['reference']['test_accuracy']:.4f})")
-    print(f"{'loss':>5} {'policy':>10} {'test acc':>9} {'change':>8} {'test cost':>9} "
-          f"{'speed-up':>8}")
+    print(f"{'loss':>5} {'chosen on':>9} {'policy':>10} {'test acc':>9} {'change':>8} "
+          f"{'test cost':>9} {'speed-up':>8}")
     for p in ops["points"]:
         if p["feasible"]:
-            print(f"{p['loss']:>5.2f} {p['family']:>10} {p['test_accuracy']:>9.4f} "
+            print(f"{p['loss']:>5.2f} {p['selected_on']:>9} {p['family']:>10} "
+                  f"{p['test_accuracy']:>9.4f} "
                   f"{p['test_accuracy_change']:>+8.4f} {p['test_relative_cost']:>9.3f} "
                   f"{p['test_speedup_vs_reference']:>8.2f}")
     print(f"{'budget':>6} {'policy':>10} {'test acc':>9} {'test cost':>9}")
@@ -212,7 +228,7 @@ def run(config, flags) -> dict[str, Any]:
             {**row_of_pick(report["families"]["bolukbasi"], p, split),
              "name": f"bolukbasi, loss {p['loss']:g}"}
             for p in flat["operating_points"]["points"]
-            if p["feasible"] and p["family"] == "bolukbasi"]
+            if p["feasible"] and p["family"] == "bolukbasi" and p["selected_on"] == "val"]
         ticks = [" > ".join(p["models"]) for p in report["paths"]]
         plots.plot_exit_histograms(picks, os.path.join(out, "path_histograms.png"),
                                    xlabel="path", ticks=ticks)
