@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates every figure of docs/RESULTS.md with jee's own commands, on real data available
 # on this machine (scikit-learn digits; Fashion-MNIST from `apt-get install dataset-fashion-mnist`).
-# Runtime on the 2-core CPU it was written on: about 45 minutes.
+# Runtime on the 2-core CPU it was written on: about 50 minutes (39 of them training, two runs
+# at a time; see docs/RESULTS.md).
 #
 #   bash scripts/reproduce.sh [RUNS_DIR]      (default runs/results)
 set -euo pipefail
