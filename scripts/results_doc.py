@@ -53,6 +53,17 @@ def _pct(x):
     return f"{100 * x:.2f}"
 
 
+def _plot(eval_dir: str, docs: str, name: str, label: str) -> list[str]:
+    """Copies a run's accuracy-vs-cost plot into docs/ as NAME_accuracy_vs_cost.png and
+    returns the lines that show it (none when the run has no plot)."""
+    plot = os.path.join(eval_dir, "accuracy_vs_cost.png")
+    if not os.path.exists(plot):
+        return [""]
+    target = f"{name}_accuracy_vs_cost.png"
+    shutil.copy(plot, os.path.join(docs, target))
+    return ["", f"![accuracy vs relative cost, {label}]({target})", ""]
+
+
 def backbone_table(runs: str) -> list[str]:
     out = ["| experiment | plain backbone test acc. | EENet final exit | EENet at T=0.5 | "
            "mean relative cost at T=0.5 | per-exit test acc. | exit distribution |",
@@ -91,12 +102,7 @@ def budget_tables(runs: str, docs: str) -> list[str]:
             if row["family"] in ("oracle", "eenet_default"):
                 out.append(f"| - | {row['family']} | {_pct(row['accuracy'])} | "
                            f"{row['relative_cost']:.3f} | - |")
-        plot = os.path.join(path, "accuracy_vs_cost.png")
-        if os.path.exists(plot):
-            target = f"{name}_accuracy_vs_cost.png"
-            shutil.copy(plot, os.path.join(docs, target))
-            out += ["", f"![accuracy vs relative cost, {label}]({target})"]
-        out.append("")
+        out += _plot(path, docs, name, label)
     return out
 
 
@@ -216,12 +222,7 @@ def cascade_tables(runs: str, docs: str) -> list[str]:
                                f"{p['timed_ideal_speedup']:.2f} | "
                                f"{_pct(m['accuracy'])} | {m['agreement']:.4f} | "
                                f"{m['recompiles_after_warmup']} |")
-        plot = os.path.join(path, "accuracy_vs_cost.png")
-        if os.path.exists(plot):
-            target = f"{run}_accuracy_vs_cost.png"
-            shutil.copy(plot, os.path.join(docs, target))
-            out += ["", f"![accuracy vs relative cost, {label}]({target})"]
-        out.append("")
+        out += _plot(path, docs, run, label)
     return out
 
 
