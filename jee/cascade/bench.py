@@ -2,9 +2,8 @@
 
 The learned routing policies at the operating points of the report (no accuracy loss against
 the best single model, and 1 point of loss, each chosen on validation and, after the fact, on
-test) run over the whole test split in
-batches of ``--batch_size`` in three modes, each compiled once and timed over ``--repeats``
-passes after a warm-up pass:
+test) run over the whole test split in batches of ``--batch_size`` in three modes, each
+compiled once and timed over ``--repeats`` passes after a warm-up pass:
 
 - ``reference``: the best single model (by validation accuracy) alone, the baseline;
 - ``masked``: every model on every example, routing applied afterwards (nothing saved);
