@@ -101,7 +101,7 @@ def run(config, flags) -> dict:
     alone = [_time_passes(jax.jit(f), batches, flags.repeats) for f in functions]
     ref_out, first, ref_s, ref_recompiles = alone[ref]
     model_s = [a[2] for a in alone]
-    path_s = np.asarray([sum(model_s[k] for k in p) for p in graph.paths()])
+    path_s = graph.path_costs(model_s)
     results = {"reference": {"model": ref_name, "seconds_per_pass": ref_s,
                              "images_per_s": len(labels) / ref_s, "compile_s": first - ref_s,
                              "recompiles_after_warmup": ref_recompiles,
