@@ -31,6 +31,10 @@ flags.DEFINE_list("modes", ["full", "masked", "bucketed", "host", "eager", "per_
 flags.DEFINE_enum("ladder", "geometric", ["pow2", "geometric"],
                   "Benchmark: bucket ladder (geometric: finer, less padding, longer compile).")
 flags.DEFINE_float("ladder_growth", 1.25, "Benchmark: growth factor of the geometric ladder.")
+flags.DEFINE_string("step", "best", "Checkpoint to load: best (highest validation accuracy), "
+                    "latest, or a step number.")
+flags.DEFINE_bool("allow_padding", False, "Benchmark: allow --batch_size above the test split's "
+                  "size (the rest is padding, counted in benchmark.json).")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])
@@ -47,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -12,7 +12,8 @@ model may hand over to every more expensive one.
 
 import os
 
-from jee.cascade.members import cascade_variant, variant_of
+from jee.cascade.members import cascade_variant
+from jee.config import variant_of
 
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10_eenet20.py")
 MEMBERS = {arch: variant_of(BASE, {"model.arch": arch, "model.num_exits": 0,

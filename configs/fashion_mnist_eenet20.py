@@ -11,7 +11,7 @@ configs/fashion_mnist_cascade.py (the same network and recipe).
 
 import os
 
-from jee.cascade.members import variant_of
+from jee.config import variant_of
 from jee.defaults import smoke, unknown_variant
 
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_eenet8.py")

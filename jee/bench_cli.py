@@ -63,6 +63,7 @@ def run(config, flags) -> dict:
     from jee.evaluation import _eval_dir, model_for_config
 
     batch = flags.batch_size
+    padding = 0
     if flags.random_init:
         model = model_for_config(config)
         graphdef, params, stats = split(model)
@@ -77,7 +78,15 @@ def run(config, flags) -> dict:
         from jee.policy.thresholds import eenet_policy
         from jee.train_lib import restore_trained
 
-        ds, model, state = restore_trained(config, flags.workdir, "best")
+        ds = data_lib.build(config.dataset)
+        available = ds.num_examples("test")
+        padding = max(0, batch - available)
+        if padding and not flags.allow_padding:
+            raise ValueError(
+                f"--batch_size {batch} is larger than the test split ({available} examples): "
+                f"use --batch_size {available} or less, or --allow_padding to time {padding} "
+                "padding images too (recorded in benchmark.json)")
+        ds, model, state = restore_trained(config, flags.workdir, flags.step, ds=ds)
         graphdef = split(model)[0]
         # The engines run on one device: take the weights off the training mesh.
         params, stats = jax.device_put((state["params"], state["batch_stats"]),
@@ -104,6 +113,7 @@ def run(config, flags) -> dict:
         "arch": config.model.arch,
         "policy": policy_name,
         "batch_size": batch,
+        "padding_images": padding,
         "ladder": list(ladder),
         "backend": jax.default_backend(),
         "devices": jax.device_count(),

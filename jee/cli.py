@@ -1,4 +1,9 @@
-"""Shared start-up of the entry points: distributed runtime flags and readable errors."""
+"""Shared start-up of the entry points: flag parsing, distributed runtime, readable errors.
+
+A user error (a missing config file, an unknown config key, a bad workdir, bad data, a missing
+checkpoint) ends the program with one line on stderr and exit code 2; a real bug keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,60 @@ import sys
 from absl import flags, logging
 
 from jee.checkpoint import CheckpointError
+from jee.config import ConfigError, check_key, load_config
 from jee.train_errors import TrainingDiverged
+from jee.workdir import WorkdirError
 
 # Errors whose message already says what is wrong and how to fix it: print it, no traceback.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, TrainingDiverged)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, TrainingDiverged,
+               WorkdirError)
+USER_ERROR_EXIT = 2
+
+
+def fail(message: str) -> None:
+    """Ends the program with ``message`` as one line on stderr and exit code 2."""
+    text = " ".join(str(message).split())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_EXIT)
+
+
+def _config_args(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
+    """``(--config spec, [(dotted key, the argument)]) `` as written on the command line."""
+    spec, overrides = None, []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg in ("--config", "-config") and i + 1 < len(argv):
+            spec = argv[i + 1]
+        elif arg.startswith(("--config=", "-config=")):
+            spec = arg.split("=", 1)[1]
+        elif arg.startswith(("--config.", "-config.")):
+            key = arg.split("config.", 1)[1].split("=", 1)[0]
+            overrides.append((key, arg))
+    return spec, overrides
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parser, with the config file and every ``--config.KEY`` checked first so
+    that their mistakes are one-line errors (``app.run(main, flags_parser=parse_flags)``)."""
+    spec, overrides = _config_args(argv[1:])
+    if spec is not None:
+        try:
+            config = load_config(spec)
+            for key, arg in overrides:
+                check_key(config, key, arg)
+        except (ConfigError, ValueError, KeyError) as e:
+            fail(e if not isinstance(e, KeyError) else e.args[0])
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (see --helpshort)")
 
 
 def quiet_logs() -> None:
-    """Orbax and JAX log every checkpoint step at INFO; keep the console for jee's own lines."""
-    logging.set_verbosity(logging.WARNING)
+    """Orbax logs every checkpoint step at INFO and routine read-only restores at WARNING; keep
+    the console for jee's own lines."""
+    logging.set_verbosity(logging.ERROR)
 
 
 def define_distributed_flags() -> None:
@@ -55,11 +105,12 @@ def start_distributed(flag_values) -> None:
 
 
 def run_reporting_errors(fn):
-    """Runs ``fn``; a user error ends the program with its message instead of a traceback."""
+    """Runs ``fn``; a user error ends the program with its one-line message instead of a
+    traceback (``JEE_TRACEBACK=1`` shows it)."""
     try:
         return fn()
     except USER_ERRORS as e:
         if os.environ.get("JEE_TRACEBACK"):
             raise
-        print(f"error: {e}\n(set JEE_TRACEBACK=1 for the full traceback)", file=sys.stderr)
-        sys.exit(1)
+        fail(f"{e.args[0] if isinstance(e, KeyError) and e.args else e} "
+             "(JEE_TRACEBACK=1 shows the traceback)")

@@ -10,6 +10,12 @@
 * ``tfds``:   a TFDS dataset prepared as ArrayRecord, read through ``tfds.data_source``
               (random access without TensorFlow).
 
+The class count is ``config.dataset.num_classes`` when that is > 0, else the largest training
+label + 1 (folder and tfds know their own count; a different explicit one is an error). A label
+outside ``[0, num_classes)`` in any split, a non-finite pixel, or train and test images of
+different shapes stop `build` with a one-line ValueError; test labels that never occur in the
+training split give a warning.
+
 `train_batches` and `eval_batches` turn those splits into batches with grain. Every batch is a
 pure function of (seed, global step, row), which is what makes resuming after a kill exact and
 lets each process of a multi-host job read only its own rows of every global batch.
@@ -28,6 +34,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -224,6 +231,23 @@ def _field(cfg, name: str):
         ) from err
 
 
+def _num_classes_setting(cfg) -> int:
+    """config.dataset.num_classes: 0 (or absent, as in configs written before it existed) means
+    infer the class count from the source."""
+    try:
+        value = cfg["num_classes"]
+    except (KeyError, AttributeError):
+        return 0
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"config.dataset.num_classes must be a whole number >= 0 (0 = infer from the "
+            f"training labels), got {value!r}"
+        )
+    return int(value)
+
+
 def build(cfg) -> Dataset:
     """Opens the source named by `cfg.source`, carves val from train and fixes mean/std."""
     source = _field(cfg, "source")
@@ -242,7 +266,15 @@ def build(cfg) -> Dataset:
     if image_size < 0:
         raise ValueError(f"config.dataset.image_size must be >= 0 (0 = keep), got {image_size}")
 
+    explicit_classes = _num_classes_setting(cfg)
     train_full, test, num_classes, image_shape = openers[source](cfg)
+    if explicit_classes and explicit_classes != num_classes:
+        # Only folder and tfds get here: the array sources take the explicit count as given.
+        raise ValueError(
+            f"config.dataset.num_classes={explicit_classes} but the {source} source "
+            f"{_field(cfg, 'name')!r} has {num_classes} classes; set config.dataset.num_classes "
+            f"to 0 (take the source's count) or to {num_classes}"
+        )
     if source != "folder" and image_size > 0:
         # The folder source resizes while decoding; everything else is resized here.
         if image_shape[:2] != (image_size, image_size):
@@ -379,11 +411,21 @@ def _prepare_images(images: np.ndarray, where: str) -> np.ndarray:
             )
         return images.astype(np.uint8)
     if np.issubdtype(images.dtype, np.floating):
-        if images.size and (images.min() < 0.0 or images.max() > 1.0):
-            raise ValueError(
-                f"{where}: float images must be in [0, 1], got {images.min()}..{images.max()}; "
-                "divide by 255 or store them as uint8"
-            )
+        if images.size:
+            # min/max propagate NaN and show +-Inf, so clean data costs no extra pass; only
+            # bad data pays for the per-image search.
+            lo, hi = images.min(), images.max()
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+                raise ValueError(
+                    f"{where}: image {int(bad.argmax())} has non-finite pixels (NaN/Inf); "
+                    "clean the data"
+                )
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(
+                    f"{where}: float images must be in [0, 1], got {lo}..{hi}; "
+                    "divide by 255 or store them as uint8"
+                )
         return images.astype(np.float32)
     raise ValueError(f"{where}: unsupported image dtype {images.dtype}; use uint8 or float")
 
@@ -399,23 +441,55 @@ def _prepare_labels(labels: np.ndarray, num_images: int, where: str) -> np.ndarr
     if len(labels) != num_images:
         raise ValueError(f"{where}: {num_images} images but {len(labels)} labels")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"{where}: labels must be >= 0, got {labels.min()}")
+        i = int(np.argmax(labels < 0))
+        raise ValueError(
+            f"{where}: label {int(labels[i])} at index {i} is negative; labels must be class "
+            "indices 0, 1, ..., num_classes - 1"
+        )
     return labels.astype(np.int64)
 
 
-def _arrays_dataset(x_train, y_train, x_test, y_test, where: str):
-    x_train = _prepare_images(np.asarray(x_train), f"{where} (train images)")
-    x_test = _prepare_images(np.asarray(x_test), f"{where} (test images)")
-    y_train = _prepare_labels(y_train, len(x_train), f"{where} (train labels)")
-    y_test = _prepare_labels(y_test, len(x_test), f"{where} (test labels)")
+def _arrays_dataset(x_train, y_train, x_test, y_test, where: str, num_classes: int = 0):
+    """Checks in-memory splits; `where` names the source in errors ("npz file /x/d.npz").
+
+    `num_classes` > 0 is the class count from config.dataset.num_classes; 0 infers it from the
+    training labels (never from the test labels: one stray test label must not add classes).
+    """
+    x_train = _prepare_images(np.asarray(x_train), f"{where}, split train")
+    x_test = _prepare_images(np.asarray(x_test), f"{where}, split test")
+    y_train = _prepare_labels(y_train, len(x_train), f"{where}, split train")
+    y_test = _prepare_labels(y_test, len(x_test), f"{where}, split test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"{where}: train images are {x_train.shape[1:]} but test images are "
-            f"{x_test.shape[1:]}; both splits must share one image shape"
+            f"{x_test.shape[1:]} (H, W, C); both splits must share one image shape"
         )
     if len(x_train) == 0:
         raise ValueError(f"{where}: the training split is empty")
-    num_classes = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    train_max = int(y_train.max())
+    if num_classes:
+        how = f"num_classes={num_classes} from config.dataset.num_classes"
+    else:
+        num_classes = train_max + 1
+        how = f"num_classes={num_classes} inferred from the largest training label, {train_max}"
+    for split, labels in (("train", y_train), ("test", y_test)):
+        outside = labels >= num_classes
+        if outside.any():
+            i = int(outside.argmax())
+            raise ValueError(
+                f"{where}, split {split}: label {int(labels[i])} at index {i} is outside "
+                f"[0, {num_classes}) ({how}); set config.dataset.num_classes to the true class "
+                "count, or fix the label"
+            )
+    unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if unseen.size:
+        shown = ", ".join(str(int(c)) for c in unseen[:20])
+        more = f", ... ({unseen.size} in all)" if unseen.size > 20 else ""
+        warnings.warn(
+            f"{where}: test labels {shown}{more} never occur in the training split, so the "
+            "network cannot learn those classes and their test examples will count as errors",
+            stacklevel=4,
+        )
     return (ArraySource(x_train, y_train), ArraySource(x_test, y_test), num_classes,
             tuple(x_train.shape[1:]))
 
@@ -436,7 +510,8 @@ def _open_digits(cfg):
     n_test = int(round(_DIGITS_TEST_FRACTION * n))
     test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
     return _arrays_dataset(images[train_idx], labels[train_idx], images[test_idx],
-                           labels[test_idx], "digits")
+                           labels[test_idx], "digits (scikit-learn)",
+                           num_classes=_num_classes_setting(cfg))
 
 
 def _open_npz(cfg):
@@ -454,7 +529,8 @@ def _open_npz(cfg):
                 f"{', '.join(NPZ_KEYS)} (found: {', '.join(npz.files) or 'none'})"
             )
         arrays = [npz[k] for k in NPZ_KEYS]
-    return _arrays_dataset(*arrays, where=path)
+    return _arrays_dataset(*arrays, where=f"npz file {path}",
+                           num_classes=_num_classes_setting(cfg))
 
 
 # IDX type byte -> big-endian numpy dtype.
@@ -532,7 +608,8 @@ def _open_idx(cfg):
             )
         arrays[key] = array
     return _arrays_dataset(arrays["train_images"], arrays["train_labels"],
-                           arrays["test_images"], arrays["test_labels"], where=folder)
+                           arrays["test_images"], arrays["test_labels"],
+                           where=f"idx folder {folder}", num_classes=_num_classes_setting(cfg))
 
 
 def _list_images(split_dir: str, classes: Sequence[str]):
@@ -583,6 +660,17 @@ def _open_folder(cfg):
         # slow on big folders); a mismatch is reported when the odd image is read.
         with Image.open(train_files[0]) as first:
             hw = (first.height, first.width)
+        # The first test image too: a test split at another resolution would otherwise only
+        # fail at the first evaluation, after training.
+        with Image.open(test_files[0]) as first_test:
+            test_hw = (first_test.height, first_test.width)
+        if test_hw != hw:
+            raise ValueError(
+                f"folder source {root}: train images are {hw[1]}x{hw[0]} (WxH, "
+                f"{train_files[0]}) but test images are {test_hw[1]}x{test_hw[0]} "
+                f"({test_files[0]}); set config.dataset.image_size > 0 to resize every image "
+                "to one square size"
+            )
     train = FolderSource(train_files, train_labels, image_size, hw)
     test = FolderSource(test_files, test_labels, image_size, hw)
     return train, test, len(classes), (hw[0], hw[1], 3)

@@ -25,6 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
         augment="none",           # none | crop | crop_flip
         crop_padding=4,
         image_size=0,             # 0 keeps the source size
+        num_classes=0,            # 0: the largest training label + 1 (folder/tfds: the source's
+                                  # count); set it when the training split lacks some classes
         mean=config_dict.placeholder(tuple),  # None: computed from the training split
         std=config_dict.placeholder(tuple),
         num_workers=0,            # grain worker processes (0 = in-process threads)

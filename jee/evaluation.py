@@ -6,6 +6,7 @@ A cascade config (``cascade.members`` set) gets the same three for network selec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -13,6 +14,7 @@ import jax
 
 from jee import data as data_lib
 from jee.models.describe import describe, format_table
+from jee.workdir import WorkdirError, check_workdir, make_dir, remove_if_created
 
 
 def _eval_dir(workdir: str) -> str:
@@ -65,24 +67,52 @@ def run(config, flags) -> None:
     from jee.cascade.members import is_cascade
 
     if is_cascade(config):
-        _run_cascade(config, flags)
+        with _output_dir(flags.workdir or config.cascade.root, must_exist=False,
+                         wanted=not flags.describe or bool(flags.workdir)):
+            _run_cascade(config, flags)
         return
     if flags.describe:
-        desc = describe(model_for_config(config))
-        print(format_table(desc))
-        if flags.workdir:
-            print(f"wrote {write_json(flags.workdir, 'describe.json', desc)}")
+        with _output_dir(flags.workdir, must_exist=False, wanted=bool(flags.workdir)):
+            desc = describe(model_for_config(config))
+            print(format_table(desc))
+            if flags.workdir:
+                print(f"wrote {write_json(flags.workdir, 'describe.json', desc)}")
         return
     if not flags.workdir:
         raise ValueError("--workdir is required (except with --describe)")
-    if flags.benchmark:
-        from jee import bench_cli
+    with _output_dir(flags.workdir, must_exist=not flags.random_init):
+        if flags.benchmark:
+            from jee import bench_cli
 
-        bench_cli.run(config, flags)
+            bench_cli.run(config, flags)
+            return
+        from jee import report_cli
+
+        report_cli.run(config, flags)
+
+
+@contextlib.contextmanager
+def _output_dir(workdir: str, *, must_exist: bool, wanted: bool = True):
+    """Checks and creates ``workdir/eval`` before any computation, so a bad path fails at once
+    rather than after the report is computed; on a user error, removes what it created."""
+    if not wanted:
+        yield
         return
-    from jee import report_cli
+    from jee.cli import USER_ERRORS
 
-    report_cli.run(config, flags)
+    existed = check_workdir(workdir, must_exist=must_exist)
+    out = os.path.join(workdir, "eval")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise WorkdirError(f"{out} is a file, not a directory; move it away")
+    out_existed = os.path.isdir(out)
+    make_dir(out)
+    try:
+        check_workdir(out)
+        yield
+    except USER_ERRORS:
+        remove_if_created(out, out_existed)
+        remove_if_created(workdir, existed)
+        raise
 
 
 def _run_cascade(config, flags) -> None:

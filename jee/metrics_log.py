@@ -21,12 +21,43 @@ def _plain(v):
     return v
 
 
+# Records written after the last checkpoint of a finished run; a resumed run writes them anew.
+CLOSING_KINDS = ("test",)
+
+
 class MetricsWriter:
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
+
+    def rewind(self, step: int | None) -> int:
+        """Makes the file read as one uninterrupted run resumed at ``step`` (None: a fresh
+        start): a killed attempt's records past the restored step go, and so do the closing
+        records (``test``), which the resumed run writes again. Rewritten atomically (a
+        temporary file, then a rename), so a kill during the rewrite loses nothing. Returns
+        the number of records dropped."""
+        if not self.enabled or not os.path.exists(self.path):
+            return 0
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        keep = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the kill
+            if step is not None and record.get("step", 0) <= step and \
+                    record.get("kind") not in CLOSING_KINDS:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        return len(lines) - len(keep)
 
     def write(self, kind: str, step: int, **metrics) -> None:
         if not self.enabled:

@@ -24,11 +24,12 @@ from jee.policy.sweeps import policy_report
 BUDGETS = (0.3, 0.5, 0.7)
 
 
-def split_outputs(config, workdir: str):
-    """(dataset, model, costs, {split: ExitData}, state) of the best checkpoint of a run."""
+def split_outputs(config, workdir: str, which: str | int = "best"):
+    """(dataset, model, costs, {split: ExitData}, state) of a checkpoint of a run (``which``:
+    'best' by validation accuracy, 'latest' or a step)."""
     from jee.train_lib import restore_trained
 
-    ds, model, state = restore_trained(config, workdir, "best")
+    ds, model, state = restore_trained(config, workdir, which)
     costs, out = exit_data_by_split(config, ds, model, state)
     return ds, model, costs, out, state
 
@@ -94,11 +95,11 @@ def _print_table(flat: dict, budgets) -> None:
 def run(config, flags) -> dict:
     from jee.evaluation import _eval_dir
 
-    ds, _, _, data, _ = split_outputs(config, flags.workdir)
-    report = policy_report(data["val"], data["test"], eenet_threshold=config.threshold)
     split = flags.split
     if split not in ("val", "test"):
         raise ValueError(f"--split must be val or test, got {split!r}")
+    ds, _, _, data, state = split_outputs(config, flags.workdir, flags.step)
+    report = policy_report(data["val"], data["test"], eenet_threshold=config.threshold)
     flat = flat_report(report, ds, split, data[split])
     budgets = budget_table(report, BUDGETS)
     out = _eval_dir(flags.workdir)

@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jee import data as data_lib
 from jee import exit_eval, losses, optim, sharding
@@ -25,6 +26,7 @@ from jee.checkpoint import Checkpoints
 from jee.metrics_log import MetricsWriter, ProgressBar
 from jee.models import build_eenet, count_params, forward, split
 from jee.train_errors import TrainingDiverged
+from jee.workdir import WorkdirError, WorkdirLock, check_workdir, make_dir, remove_if_created
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -91,29 +93,32 @@ def make_train_step(graphdef, tx, loss_cfg, costs, mesh, warmup_steps: int = 0):
                    out_shardings=(repl, repl), donate_argnums=0)
 
 
-def restore_trained(config, workdir: str, which: str = "best"):
-    """(dataset, model, state) of a trained run; ``which`` is 'best' (by validation) or 'latest'.
+def restore_trained(config, workdir: str, which: str | int = "best", *, announce: bool = True,
+                    ds: data_lib.Dataset | None = None):
+    """(dataset, model, state) of a trained run; ``state`` holds its step and weights.
 
-    ``model`` is the freshly built network (its parameters are not the trained ones: use
-    ``state['params']`` / ``state['batch_stats']`` with ``split(model)[0]``).
+    ``which`` is 'best' (the highest validation accuracy), 'latest' or a step number. ``model``
+    is the freshly built network (its parameters are not the trained ones: use
+    ``state['params']`` / ``state['batch_stats']`` with ``split(model)[0]``). With
+    ``announce`` the step loaded and why are printed (process 0). ``ds``: the run's dataset,
+    if the caller has built it already.
     """
-    ds = data_lib.build(config.dataset)
+    ds = ds if ds is not None else data_lib.build(config.dataset)
     mesh = sharding.make_mesh()
     model = build_model(config, ds)
     _, params, batch_stats = split(model)
-    tx, _ = optim.make_optimizer(config.optimizer, data_lib.steps_per_epoch(
-        ds, config.batch_size), config.num_epochs)
-    like = sharding.put_replicated(mesh, init_state(params, batch_stats, tx))
+    # The weights only: evaluation needs no optimizer, and may use other optimizer settings.
+    like = sharding.put_replicated(mesh, {"step": jnp.zeros((), jnp.int32), "params": params,
+                                          "batch_stats": batch_stats})
     ckpts = Checkpoints(workdir, read_only=True)
     try:
-        step = ckpts.best_step() if which == "best" else None
-        step = step if step is not None else ckpts.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {ckpts.directory}: train first with "
-                                    f"`python train.py --config ... --workdir {workdir}`")
-        return ds, model, ckpts.restore(step, like)
+        step, why = ckpts.select(which)
+        state = ckpts.restore(step, like)
     finally:
         ckpts.close()
+    if announce:
+        ProgressBar.message(f"loaded checkpoint step {step} of {workdir}: {why}")
+    return ds, model, state
 
 
 def _check_config(config, ds) -> None:
@@ -131,10 +136,47 @@ def _save_config(config, workdir: str) -> None:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns test figures."""
-    os.makedirs(workdir, exist_ok=True)
-    ds = data_lib.build(config.dataset)
-    _check_config(config, ds)
+    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the test
+    figures of the best checkpoint (by validation accuracy).
+
+    The workdir is checked before any work and locked for the run (process 0 holds the lock);
+    a bad input found before training starts leaves no new file behind.
+    """
+    lead = jax.process_index() == 0
+    existed = check_workdir(workdir)
+    make_dir(workdir)
+    lock = WorkdirLock(workdir, what="train.py", enabled=lead)
+    try:
+        _agree(lambda: lock.acquire() if lead else None)
+        ds = data_lib.build(config.dataset)
+        _check_config(config, ds)
+    except BaseException:
+        lock.release()
+        remove_if_created(workdir, existed)
+        raise
+    try:
+        return _train(config, workdir, ds)
+    finally:
+        lock.release()
+
+
+def _agree(fn) -> None:
+    """Runs ``fn`` on every process; if it raised on process 0, every process raises (so the
+    others do not wait forever in the first collective)."""
+    error = None
+    try:
+        fn()
+    except WorkdirError as e:
+        error = e
+    if jax.process_count() > 1:
+        failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+        if failed and error is None:
+            raise WorkdirError("process 0 could not take the workdir lock (see its message)")
+    if error is not None:
+        raise error
+
+
+def _train(config, workdir: str, ds) -> dict:
     _save_config(config, workdir)
     mesh = sharding.make_mesh()
     model = build_model(config, ds)
@@ -150,9 +192,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     writer = MetricsWriter(workdir)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
     start = ckpts.latest_step()
+    dropped = writer.rewind(start)
     if start is not None:
         state = ckpts.restore(start, state)
-        ProgressBar.message(f"resumed from checkpoint at step {start} in {ckpts.directory}")
+        ProgressBar.message(
+            f"resumed from checkpoint at step {start} in {ckpts.directory}"
+            + (f" ({dropped} metrics records of the interrupted attempt dropped)"
+               if dropped else ""))
     else:
         start = 0
         ProgressBar.message(
@@ -165,6 +211,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     train_step = make_train_step(graphdef, tx, config.loss, costs, mesh,
                                  warmup_steps=int(config.loss.warmup_epochs * spe))
+
     def run_eval(state, split_name):
         return exit_eval.evaluate(graphdef, state["params"], state["batch_stats"], ds, split_name,
                                   batch_size=config.eval_batch_size, costs=costs,
@@ -221,24 +268,49 @@ def train_and_evaluate(config, workdir: str) -> dict:
                               or step == total_steps):
                 check_finite(state, last_saved)
                 # Only a validation result of this very state may rank it among the best.
-                metrics = {"val_accuracy": val["accuracy"]} if val_step == step else None
-                ckpts.save(step, state, metrics=metrics)
+                ckpts.save(step, state,
+                           val_accuracy=val["accuracy"] if val_step == step else None)
                 last_saved = step
         bar.close()
         ckpts.wait()
-        test = run_eval(state, "test")
-        writer.write("test", step, **test)
-        ProgressBar.message(
-            f"test: accuracy at T={config.threshold} {test['accuracy']:.4f}, final exit "
-            f"{test['final_accuracy']:.4f}, per exit {np.round(test['exit_accuracy'], 4).tolist()}"
-            f", exits {np.round(test['exit_fractions'], 3).tolist()}, relative cost "
-            f"{test['relative_cost']:.3f}")
-        if jax.process_index() == 0:
-            with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
-                json.dump({"step": step, **test}, f, indent=2)
-        return test
+        return _final_test(config, workdir, ckpts, state, step, run_eval, writer)
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
             close()
         ckpts.close()
+
+
+def _final_test(config, workdir, ckpts, state, step, run_eval, writer) -> dict:
+    """Scores the best checkpoint on test (the figure evaluate.py reports on) and, labelled,
+    the last state; writes both to ``test_metrics.json`` and ``metrics.jsonl``."""
+    last = {"step": step, **run_eval(state, "test")}
+    best_step = ckpts.best_step()
+    if best_step is None or best_step == step:
+        chosen = last
+        how = ("best checkpoint" if best_step == step
+               else "last state (no checkpoint was validated)")
+    else:
+        chosen = {"step": best_step, **run_eval(ckpts.restore(best_step, state), "test")}
+        how = "best checkpoint"
+    val_acc = None if best_step is None else ckpts.metrics(best_step)["val_accuracy"]
+    record = {"scored": how, "val_accuracy": val_acc, **chosen,
+              "last_state": last}
+    writer.write("test", step, **{k: v for k, v in record.items() if k != "step"},
+                 checkpoint_step=chosen["step"])
+    ProgressBar.message(
+        f"test ({how}, step {chosen['step']}"
+        + (f", val accuracy {val_acc:.4f}" if val_acc is not None else "") + "): "
+        f"accuracy at T={config.threshold} {chosen['accuracy']:.4f}, final exit "
+        f"{chosen['final_accuracy']:.4f}, per exit "
+        f"{np.round(chosen['exit_accuracy'], 4).tolist()}, exits "
+        f"{np.round(chosen['exit_fractions'], 3).tolist()}, relative cost "
+        f"{chosen['relative_cost']:.3f}")
+    if chosen is not last:
+        ProgressBar.message(
+            f"test (last state, step {step}): accuracy at T={config.threshold} "
+            f"{last['accuracy']:.4f}, final exit {last['final_accuracy']:.4f}")
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
+    return record

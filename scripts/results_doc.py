@@ -64,10 +64,17 @@ def _plot(eval_dir: str, docs: str, name: str, label: str) -> list[str]:
     return ["", f"![accuracy vs relative cost, {label}]({target})", ""]
 
 
+def _scored(metrics: dict) -> str:
+    """Which state a test_metrics.json scored: the best checkpoint's step of the last."""
+    last = metrics.get("last_state", {}).get("step", metrics.get("step"))
+    return f"step {metrics.get('step')} of {last}"
+
+
 def backbone_table(runs: str) -> list[str]:
     out = ["| experiment | plain backbone test acc. | EENet final exit | EENet at T=0.5 | "
-           "mean relative cost at T=0.5 | per-exit test acc. | exit distribution |",
-           "|---|---|---|---|---|---|---|"]
+           "mean relative cost at T=0.5 | per-exit test acc. | exit distribution | "
+           "checkpoints scored (plain; EENet) |",
+           "|---|---|---|---|---|---|---|---|"]
     for _, label, ee, plain in EXPERIMENTS:
         try:
             e = _load(os.path.join(runs, ee, "test_metrics.json"))
@@ -77,7 +84,8 @@ def backbone_table(runs: str) -> list[str]:
         out.append(f"| {label} | {_pct(p['final_accuracy'])} | {_pct(e['final_accuracy'])} | "
                    f"{_pct(e['accuracy'])} | {e['relative_cost']:.3f} | "
                    f"{', '.join(_pct(a) for a in e['exit_accuracy'])} | "
-                   f"{', '.join(f'{f:.3f}' for f in e['exit_fractions'])} |")
+                   f"{', '.join(f'{f:.3f}' for f in e['exit_fractions'])} | "
+                   f"{_scored(p)}; {_scored(e)} |")
     return out
 
 

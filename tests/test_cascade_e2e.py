@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jee import evaluation, train_lib
-from jee.cascade.members import load_config
 from jee.checkpoint import CheckpointError
+from jee.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "digits_cascade.py")

@@ -18,7 +18,7 @@ def make_cfg(**overrides) -> ml_collections.ConfigDict:
     cfg = dict(
         source="digits", name="digits", path="", data_dir=None, train_split="train",
         test_split="test", val_size=0.1, val_seed=0, augment="none", crop_padding=2,
-        image_size=0, mean=None, std=None, num_workers=0,
+        image_size=0, num_classes=0, mean=None, std=None, num_workers=0,
     )
     unknown = set(overrides) - set(cfg)
     assert not unknown, unknown
@@ -171,6 +171,138 @@ def test_npz_missing_key_and_out_of_range_floats(tmp_path):
              x_test=np.zeros((1, 3, 3)), y_test=[0])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         data.build(make_cfg(source="npz", path=str(tmp_path / "f.npz"), val_size=0))
+
+
+# --- validation: non-finite pixels, labels, class count, shapes --------------------------------
+
+
+def write_npz(path, x_train=None, y_train=None, x_test=None, y_test=None):
+    """A small float npz (10 classes, 3 examples each in train) with overridable arrays."""
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        x_train=rng.random((30, 4, 4)), y_train=np.arange(30) % 10,
+        x_test=rng.random((12, 4, 4)), y_test=np.arange(12) % 10,
+    )
+    given = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    arrays.update({k: v for k, v in given.items() if v is not None})
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def build_error(cfg, error=ValueError) -> str:
+    with pytest.raises(error) as info:
+        data.build(cfg)
+    message = str(info.value)
+    assert "\n" not in message  # the CLI prints errors as one line
+    return message
+
+
+@pytest.mark.parametrize("split, bad", [("train", np.nan), ("test", np.nan), ("test", np.inf),
+                                        ("train", -np.inf)])
+def test_non_finite_pixels_are_refused_with_file_split_and_index(tmp_path, split, bad):
+    images = np.random.default_rng(1).random((30 if split == "train" else 12, 4, 4))
+    images[7, 2, 1] = bad
+    images[9, 0, 0] = bad  # only the first bad image is named
+    path = write_npz(tmp_path / "d.npz", **{f"x_{split}": images})
+    message = build_error(make_cfg(source="npz", path=path, val_size=0))
+    assert f"npz file {path}, split {split}: image 7 has non-finite pixels (NaN/Inf)" in message
+
+
+def test_non_finite_check_comes_before_the_range_check(tmp_path):
+    # A NaN next to out-of-range pixels must be reported as a NaN, not as a range problem.
+    images = np.full((12, 4, 4), 3.0)
+    images[4, 1, 1] = np.nan
+    path = write_npz(tmp_path / "d.npz", x_test=images)
+    assert "image 4 has non-finite" in build_error(make_cfg(source="npz", path=path))
+
+
+def test_test_label_beyond_the_training_classes_is_an_error(tmp_path):
+    y_test = np.arange(12) % 10
+    y_test[5] = 57
+    path = write_npz(tmp_path / "d.npz", y_test=y_test)
+    message = build_error(make_cfg(source="npz", path=path))
+    assert f"npz file {path}, split test: label 57 at index 5 is outside [0, 10)" in message
+    assert "inferred from the largest training label, 9" in message
+    assert "set config.dataset.num_classes" in message
+
+    # An explicit class count makes it a valid label of a 60-class dataset (still one that
+    # the training split never shows, hence the warning).
+    with pytest.warns(UserWarning, match="test labels 57 never occur"):
+        ds = data.build(make_cfg(source="npz", path=path, num_classes=60))
+    assert ds.num_classes == 60
+    assert ds.splits["test"][5]["label"] == 57
+
+
+def test_test_only_class_above_the_train_maximum_is_an_error(tmp_path):
+    # Train has classes 0..8; a test label of 9 would silently have added a tenth class.
+    path = write_npz(tmp_path / "d.npz", y_train=np.arange(30) % 9)
+    message = build_error(make_cfg(source="npz", path=path))
+    assert "split test: label 9 at index 9 is outside [0, 9)" in message
+
+
+def test_explicit_num_classes_below_a_train_label_is_an_error(tmp_path):
+    path = write_npz(tmp_path / "d.npz")
+    message = build_error(make_cfg(source="npz", path=path, num_classes=8))
+    assert "split train: label 8 at index 8 is outside [0, 8)" in message
+    assert "from config.dataset.num_classes" in message
+    assert "must be a whole number >= 0" in build_error(
+        make_cfg(source="npz", path=path, num_classes=-1))
+
+
+def test_negative_label_names_split_and_index(tmp_path):
+    y_test = np.arange(12) % 10
+    y_test[3] = -2
+    path = write_npz(tmp_path / "d.npz", y_test=y_test)
+    message = build_error(make_cfg(source="npz", path=path))
+    assert f"npz file {path}, split test: label -2 at index 3 is negative" in message
+
+
+def test_test_class_missing_from_train_is_a_warning(tmp_path):
+    # Class 3 (and 6) never occur in train, but lie below its largest label 9: 10 classes.
+    y_train = np.arange(30) % 10
+    y_train[np.isin(y_train, (3, 6))] = 0
+    path = write_npz(tmp_path / "d.npz", y_train=y_train)
+    with pytest.warns(UserWarning, match=r"test labels 3, 6 never occur in the training split"):
+        ds = data.build(make_cfg(source="npz", path=path))
+    assert ds.num_classes == 10
+
+
+def test_image_shape_differs_between_splits(tmp_path):
+    path = write_npz(tmp_path / "d.npz", x_test=np.zeros((12, 4, 5)))
+    message = build_error(make_cfg(source="npz", path=path))
+    assert (f"npz file {path}: train images are (4, 4, 1) but test images are (4, 5, 1)"
+            in message)
+
+    # The folder source compares the first image of each split, so this fails in build and
+    # not at the first evaluation after training.
+    for split, shape in (("train", (5, 6)), ("test", (7, 6))):
+        _write_png(tmp_path / "f" / split / "a" / "0.png", np.zeros(shape, np.uint8))
+        _write_png(tmp_path / "f" / split / "b" / "0.png", np.zeros(shape, np.uint8))
+    message = build_error(make_cfg(source="folder", path=str(tmp_path / "f"), val_size=0))
+    assert "train images are 6x5 (WxH" in message and "test images are 6x7" in message
+    ds = data.build(make_cfg(source="folder", path=str(tmp_path / "f"), val_size=0,
+                             image_size=4))
+    assert ds.splits["test"][0]["image"].shape == (4, 4, 3)
+
+    # An explicit class count that disagrees with the folder's classes is an error too.
+    message = build_error(make_cfg(source="folder", path=str(tmp_path / "f"), val_size=0,
+                                   image_size=4, num_classes=3))
+    assert "config.dataset.num_classes=3 but the folder source" in message
+    assert "has 2 classes" in message
+
+
+def test_num_classes_is_optional_in_old_configs_and_overridable_when_locked(tmp_path):
+    from jee.defaults import base_config
+
+    path = write_npz(tmp_path / "d.npz")
+    old = make_cfg(source="npz", path=path)
+    del old["num_classes"]  # configs saved before the key existed
+    old.lock()
+    assert data.build(old).num_classes == 10
+    cfg = base_config()
+    cfg.lock()
+    cfg.dataset.source, cfg.dataset.path, cfg.dataset.num_classes = "npz", path, 12
+    assert data.build(cfg.dataset).num_classes == 12
 
 
 def test_idx_source_on_small_files(tmp_path):
@@ -379,7 +511,8 @@ def test_crop_flip_outputs_are_shifted_or_flipped_copies(tmp_path):
 
 
 def test_eval_batches_cover_each_example_once_with_constant_shapes(tmp_path):
-    path = write_indexed_npz(tmp_path / "d.npz", n_train=10, n_test=23)
+    # Train holds every test label (0..22): a test label above train's largest is an error.
+    path = write_indexed_npz(tmp_path / "d.npz", n_train=30, n_test=23)
     ds = data.build(make_cfg(source="npz", path=str(path), val_size=0))
     whole = list(data.eval_batches(ds, "test", batch_size=8))
     assert len(whole) == 3

@@ -19,7 +19,8 @@ def _flags(workdir, **kw):
     base = dict(workdir=str(workdir), describe=False, benchmark=False, random_init=False,
                 batch_size=64, target_cost=0.5, policy="eenet", repeats=2, eager_examples=2,
                 modes=["full", "masked", "bucketed", "host", "eager", "per_example"],
-                ladder="pow2", ladder_growth=1.25, split="test")
+                ladder="pow2", ladder_growth=1.25, split="test", step="best",
+                allow_padding=False)
     base.update(kw)
     return types.SimpleNamespace(**base)
 

@@ -11,46 +11,14 @@ derives a member's config from an existing one with a few keys changed.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from collections.abc import Callable
-from typing import Any
 
 import ml_collections
 import numpy as np
 
+from jee.config import load_config
 from jee.defaults import base_config, smoke, unknown_variant
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """The config of ``path/to/config.py[:variant]`` (the path relative to the working
-    directory, as for ``--config``)."""
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} (from {spec!r}) does not exist; give "
-                                "its path relative to the working directory, or absolute")
-    module_spec = importlib.util.spec_from_file_location(
-        f"jee_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-
-
-def variant_of(path: str, overrides: dict[str, Any]) -> Callable[[], ml_collections.ConfigDict]:
-    """A builder of the config at ``path`` with dotted-key ``overrides`` applied
-    (``{"model.arch": "resnet8"}``); a key the config does not have is an error."""
-    def build() -> ml_collections.ConfigDict:
-        c = load_config(path)
-        for key, value in overrides.items():
-            *parents, leaf = key.split(".")
-            node = c
-            for name in parents:
-                node = node[name]
-            if leaf not in node:
-                raise KeyError(f"{key!r} is not a key of {path}'s config")
-            node[leaf] = value
-        return c
-    return build
 
 
 def cascade_variant(config_file: str, members: dict[str, Callable[[], ml_collections.ConfigDict]],

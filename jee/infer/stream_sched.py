@@ -1,0 +1,205 @@
+"""The parts of the streaming engines (:mod:`jee.infer.stream`) that know nothing of networks.
+
+- **Ring queues.** A queue is a dict of device buffers with ``capacity`` rows each (features,
+  ids, ...) plus a head and a length held in small int32 vectors. :func:`ring_take` gathers a
+  static ``batch`` of rows from the head, :func:`ring_append` scatters chosen rows behind the
+  tail in their stable order. Neither moves the rows already waiting, whatever the counts.
+- **Schedulers.** Before every step the engine shows the scheduler a :class:`QueueView` (host
+  integers only) and runs what it answers: a queue's index, :data:`FEED` (move pushed input into
+  queue 0) or ``None`` (nothing worth running now). :func:`deepest_full_first` is the default.
+- **The backlog.** Input pushed by the caller waits on the host until it is fed, a piece of at
+  most ``batch`` rows at a time, padded to ``batch`` rows so that feeding never recompiles.
+- **Results.** Each step emits a page (:class:`Emitted`) of ``batch`` rows on device, ids -1
+  where a row did not leave; :func:`assemble` puts the pages of a run in arrival order.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FEED = -1
+Queue = dict[str, jax.Array]
+Specs = dict[str, jax.ShapeDtypeStruct]
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueView:
+    """What a scheduler sees before each step.
+
+    ``lengths[k]``: rows waiting in queue k; ``pending``: rows pushed but not yet fed into
+    queue 0; ``destinations[k]``: the queues a step of queue k may append to; ``force``: run
+    partial batches (the input is exhausted, or a caller's deadline has passed).
+    """
+
+    lengths: tuple[int, ...]
+    pending: int
+    batch_size: int
+    capacity: int
+    destinations: tuple[tuple[int, ...], ...]
+    force: bool = False
+
+    def can_run(self, k: int) -> bool:
+        """Queue k has rows and every queue it may append to has room for all of them."""
+        take = min(self.lengths[k], self.batch_size)
+        return take > 0 and all(self.lengths[j] + take <= self.capacity
+                                for j in self.destinations[k])
+
+    def can_feed(self) -> bool:
+        return self.pending > 0 and self.lengths[0] < self.capacity
+
+
+Scheduler = Callable[[QueueView], int | None]
+
+
+def deepest_full_first(view: QueueView) -> int | None:
+    """Run the deepest queue holding a full batch, else feed input, else (when forced) run the
+    shallowest non-empty queue on a partial batch.
+
+    Deepest first frees room downstream, so with ``capacity >= 2 * batch_size`` the queue it
+    picks can always run: a step appends at most a batch to queues that are not full. Flushing
+    the shallowest queue first lets its survivors top up deeper queues, so a run of a finite
+    input pads at most one batch per queue.
+    """
+    for k in reversed(range(len(view.lengths))):
+        if view.lengths[k] >= view.batch_size and view.can_run(k):
+            return k
+    if view.can_feed():
+        return FEED
+    if view.force:
+        for k in range(len(view.lengths)):
+            if view.can_run(k):
+                return k
+    return None
+
+
+def ring_take(queue: Queue, head: jax.Array, length: jax.Array, batch: int
+              ) -> tuple[Queue, jax.Array, jax.Array]:
+    """``(rows, valid bool [batch], take)``: the first ``min(length, batch)`` rows of a ring.
+
+    Padding slots re-read the head row, a real example (the caller never takes from an empty
+    queue), so segments see no garbage; the caller drops their outputs.
+    """
+    capacity = queue["ids"].shape[0]
+    take = jnp.minimum(length, batch)
+    slots = jnp.arange(batch, dtype=jnp.int32)
+    valid = slots < take
+    pos = (head + jnp.where(valid, slots, 0)) % capacity
+    rows = {name: buf.at[pos].get(mode="promise_in_bounds") for name, buf in queue.items()}
+    return rows, valid, take
+
+
+def ring_append(queue: Queue, head: jax.Array, length: jax.Array, rows: Queue,
+                keep: jax.Array) -> tuple[Queue, jax.Array]:
+    """``(queue, new length)``: the rows where ``keep`` appended behind the tail, in order.
+
+    The caller guarantees the room (the schedulers' ``can_run``/``can_feed``).
+    """
+    capacity, batch = queue["ids"].shape[0], keep.shape[0]
+    keep32 = keep.astype(jnp.int32)
+    position = jnp.cumsum(keep32) - 1
+    # Rows not kept get distinct out-of-range targets, as in bucketed.survivor_order: dropped,
+    # and the scatter indices stay unique.
+    spare = capacity + jnp.arange(batch, dtype=jnp.int32)
+    target = jnp.where(keep, (head + length + position) % capacity, spare)
+    queue = {name: buf.at[target].set(rows[name].astype(buf.dtype), mode="drop",
+                                      unique_indices=True)
+             for name, buf in queue.items()}
+    return queue, length + jnp.sum(keep32)
+
+
+class Backlog:
+    """Chunks pushed by the caller and not yet fed into queue 0, oldest first, on the host.
+
+    Chunks of any size are cut into pieces of at most ``batch`` rows, padded to ``batch``
+    rows, so queue 0 is fed by one compiled program. A device array of exactly ``batch`` rows
+    goes through as it is; other device arrays are read back once, as slicing them on device
+    would compile a program per size.
+    """
+
+    def __init__(self):
+        self._chunks: collections.deque[list] = collections.deque()  # [x, aux, start]
+        self.rows = 0
+
+    def push(self, x, aux) -> None:
+        if x.shape[0]:
+            self._chunks.append([x, aux, 0])
+            self.rows += x.shape[0]
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.rows = 0
+
+    def take(self, limit: int, batch: int, example: jax.ShapeDtypeStruct, with_aux: bool
+             ) -> tuple[object, object, int]:
+        """``(x [batch, ...], aux [batch] or None, count)``: the next ``count <= limit`` rows."""
+        x, aux, start = self._chunks[0]
+        if (isinstance(x, jax.Array) and start == 0 and x.shape[0] == batch <= limit
+                and x.dtype == example.dtype):
+            self._chunks.popleft()
+            self.rows -= batch
+            return x, aux, batch
+        # A fresh buffer per piece: the transfer to the device may still read it later.
+        piece = np.zeros((batch, *example.shape[1:]), example.dtype)
+        aux_piece = np.zeros(batch, np.int32) if with_aux else None
+        count = 0
+        while count < limit and self._chunks:
+            entry = self._chunks[0]
+            entry[0] = x = np.asarray(entry[0])
+            if with_aux:
+                entry[1] = np.asarray(entry[1])
+            start = entry[2]
+            n = min(limit - count, x.shape[0] - start)
+            piece[count:count + n] = x[start:start + n]
+            if with_aux:
+                aux_piece[count:count + n] = entry[1][start:start + n]
+            count += n
+            entry[2] += n
+            if entry[2] == x.shape[0]:
+                self._chunks.popleft()
+        self.rows -= count
+        return piece, aux_piece, count
+
+
+class Emitted(NamedTuple):
+    """One step's results, on device: rows with ``ids >= 0`` left at exit (or model) ``exit``;
+    ``values`` maps names (``"logits"``, ...) to ``[batch, ...]`` arrays aligned with ``ids``."""
+
+    exit: int
+    ids: jax.Array
+    values: dict[str, jax.Array]
+
+
+def assemble(pages: Sequence[Emitted], num_examples: int, empty: Specs) -> dict[str, np.ndarray]:
+    """Per-example results in id order: ``"exit"`` int32 ``[N]`` and each value ``[N, ...]``.
+
+    One transfer of every page; raises unless each id below ``num_examples`` appears exactly
+    once. ``empty`` gives the per-row shapes of the values when there are no pages.
+    """
+    if not pages:
+        if num_examples:
+            raise RuntimeError(f"{num_examples} examples pushed but nothing emitted")
+        return {"exit": np.zeros(0, np.int32),
+                **{name: np.zeros((0, *s.shape), s.dtype) for name, s in empty.items()}}
+    ids, values = jax.device_get(([p.ids for p in pages], [p.values for p in pages]))
+    exits = np.concatenate([np.full(i.shape, p.exit, np.int32)
+                            for p, i in zip(pages, ids, strict=True)])
+    ids = np.concatenate(ids)
+    keep = ids >= 0
+    ids = ids[keep]
+    if ids.size != num_examples or np.any(np.bincount(ids, minlength=num_examples) != 1):
+        raise RuntimeError(f"expected ids 0..{num_examples - 1} emitted once each, got "
+                           f"{ids.size} rows")
+    out = {"exit": np.empty(num_examples, np.int32)}
+    out["exit"][ids] = exits[keep]
+    for name in values[0]:
+        stacked = np.concatenate([v[name] for v in values])[keep]
+        out[name] = np.empty((num_examples, *stacked.shape[1:]), stacked.dtype)
+        out[name][ids] = stacked
+    return out
