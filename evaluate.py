@@ -6,10 +6,13 @@
     python evaluate.py --config configs/NAME_cascade.py [--describe | --benchmark]
 """
 
+import os
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from jee import cli
+from jee.infer.benchmark import DEFAULT_MODES
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
@@ -26,8 +29,8 @@ flags.DEFINE_float("target_cost", 0.5, "Synthetic policy: mean relative cost to 
 flags.DEFINE_string("policy", "eenet", "Benchmark policy with a checkpoint: eenet | bolukbasi.")
 flags.DEFINE_integer("repeats", 10, "Benchmark: timed repetitions per mode.")
 flags.DEFINE_integer("eager_examples", 32, "Benchmark: examples timed in the eager modes.")
-flags.DEFINE_list("modes", ["full", "masked", "bucketed", "host", "eager", "per_example"],
-                  "Benchmark: inference modes to time.")
+flags.DEFINE_list("modes", list(DEFAULT_MODES), "Benchmark: inference modes to time; stream "
+                  "adds passes over a data set (benchmark.json's dataset section).")
 flags.DEFINE_enum("ladder", "geometric", ["pow2", "geometric"],
                   "Benchmark: bucket ladder (geometric: finer, less padding, longer compile).")
 flags.DEFINE_float("ladder_growth", 1.25, "Benchmark: growth factor of the geometric ladder.")
@@ -35,9 +38,29 @@ flags.DEFINE_string("step", "best", "Checkpoint to load: best (highest validatio
                     "latest, or a step number.")
 flags.DEFINE_bool("allow_padding", False, "Benchmark: allow --batch_size above the test split's "
                   "size (the rest is padding, counted in benchmark.json).")
+flags.DEFINE_list("arrival_sizes", ["B", "8"], "Benchmark with the stream mode: sizes of the "
+                  "chunks requests arrive in (B: --batch_size).")
+flags.DEFINE_integer("dataset_batches", 8, "Benchmark with the stream mode and --random_init: "
+                     "synthetic batches per timed pass.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])
+
+
+def options_from_flags(f):
+    """The typed options of the command the flags ask for (the flags stay here)."""
+    from jee.evaluation import options
+
+    if f.describe:
+        return options.DescribeOptions(workdir=f.workdir)
+    if f.benchmark:
+        return options.BenchmarkOptions(
+            workdir=f.workdir, batch_size=f.batch_size, repeats=f.repeats, modes=f.modes,
+            ladder=f.ladder, ladder_growth=f.ladder_growth, random_init=f.random_init,
+            target_cost=f.target_cost, policy=f.policy, eager_examples=f.eager_examples,
+            step=f.step, allow_padding=f.allow_padding, arrival_sizes=f.arrival_sizes,
+            dataset_batches=f.dataset_batches)
+    return options.ReportOptions(workdir=f.workdir, split=f.split, step=f.step)
 
 
 def main(argv):
@@ -45,9 +68,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.quiet_logs()
     cli.start_distributed(FLAGS)
-    from jee import evaluation  # after distributed start-up: it touches devices
+    # After distributed start-up: these touch devices.
+    from jee.evaluation import commands
 
-    cli.run_reporting_errors(lambda: evaluation.run(FLAGS.config, FLAGS))
+    # "digits.py:smoke" from --config path/to/digits.py:smoke, to label benchmark results.
+    config_name = os.path.basename(config_flags.get_config_filename(FLAGS["config"]))
+    cli.run_reporting_errors(lambda: commands.run(FLAGS.config, options_from_flags(FLAGS),
+                                                  config_name))
 
 
 if __name__ == "__main__":

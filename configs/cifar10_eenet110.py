@@ -10,7 +10,7 @@ similar accuracy. Also the architecture of jee's inference benchmark (issue: buc
         --benchmark --random_init                       # speed-up without a checkpoint
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

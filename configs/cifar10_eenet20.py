@@ -9,7 +9,7 @@ weight decay 1e-4, pad-and-crop + flip; cosine schedule over 164 epochs instead 
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-20)
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ Pareto scheme, pool exit heads and the EENet v2 loss after 6 epochs of v0 warm-u
     --config configs/digits.py:smoke                     # a few steps, for tests
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

@@ -12,8 +12,7 @@ Every model may hand over to every more expensive one.
 
 import os
 
-from jee.cascade.members import cascade_variant
-from jee.config import variant_of
+from jee.config import cascade_variant, variant_of
 
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
 NO_EXITS = {"model.num_exits": 0, "loss.warmup_epochs": 0.0}

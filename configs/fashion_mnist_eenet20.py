@@ -11,8 +11,7 @@ configs/fashion_mnist_cascade.py (the same network and recipe).
 
 import os
 
-from jee.config import variant_of
-from jee.defaults import smoke, unknown_variant
+from jee.config import smoke, unknown_variant, variant_of
 
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_eenet8.py")
 RESNET20 = variant_of(BASE, {"model.arch": "resnet20", "model.width": 8, "model.num_exits": 3,

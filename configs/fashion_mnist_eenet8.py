@@ -10,7 +10,7 @@ early exits after blocks 0 and 1 (EENet-8's fixed positions), v2 loss. The exit 
     ... --config.model.num_exits=0                   # its plain backbone
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

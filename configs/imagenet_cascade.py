@@ -12,8 +12,7 @@ configs/imagenet_resnet50.py without exits.
 
 import os
 
-from jee.cascade.members import cascade_variant
-from jee.config import variant_of
+from jee.config import cascade_variant, variant_of
 
 BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_resnet50.py")
 MEMBERS = {arch: variant_of(BASE, {"model.arch": arch, "model.num_exits": 0,

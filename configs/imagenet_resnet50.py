@@ -10,7 +10,7 @@ GPU/TPU.
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-50)
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

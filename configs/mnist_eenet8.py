@@ -11,7 +11,7 @@ of its cost.
     ... --config.model.num_exits=0                      # its plain backbone
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

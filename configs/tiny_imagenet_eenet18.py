@@ -11,7 +11,7 @@ from train).
     ... --config.model.num_exits=0                      # its plain backbone (ResNet-18)
 """
 
-from jee.defaults import base_config, smoke, unknown_variant
+from jee.config import base_config, smoke, unknown_variant
 
 
 def get_config(arg=None):

@@ -10,16 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
 from absl import flags, logging
 
-from jee.checkpoint import CheckpointError
 from jee.config import ConfigError, check_key, load_config
-from jee.train_errors import TrainingDiverged
-from jee.workdir import WorkdirError
+from jee.errors import USER_ERRORS
 
-# Errors whose message already says what is wrong and how to fix it: print it, no traceback.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, TrainingDiverged,
-               WorkdirError)
 USER_ERROR_EXIT = 2
 
 
@@ -80,8 +76,6 @@ def define_distributed_flags() -> None:
 
 
 def start_distributed(flag_values) -> None:
-    import jax
-
     env = os.environ
     wanted = flag_values.distributed or flag_values.coordinator_address or \
         "JAX_COORDINATOR_ADDRESS" in env

@@ -21,30 +21,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jee import data as data_lib
-from jee import exit_eval, losses, optim, sharding
+from jee import losses, optim, scoring, sharding
 from jee.checkpoint import Checkpoints
+from jee.errors import TrainingDiverged
 from jee.metrics_log import MetricsWriter, ProgressBar
-from jee.models import build_eenet, count_params, forward, split
-from jee.train_errors import TrainingDiverged
+from jee.models import count_params, forward, split
+from jee.runs import build_model
 from jee.workdir import WorkdirError, WorkdirLock, check_workdir, make_dir, remove_if_created
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def build_model(config, ds: data_lib.Dataset):
-    m = config.model
-    if m.dtype not in DTYPES:
-        raise ValueError(f"unknown model.dtype {m.dtype!r}; choose one of {sorted(DTYPES)}")
-    # num_exits=0 always means the plain backbone, so one override gives every config's
-    # baseline; explicit exit_blocks must then agree with num_exits.
-    exit_blocks = tuple(m.exit_blocks) if m.num_exits else ()
-    if exit_blocks and len(exit_blocks) != m.num_exits:
-        raise ValueError(f"model.exit_blocks {list(exit_blocks)} has {len(exit_blocks)} entries "
-                         f"but model.num_exits={m.num_exits}; make them agree")
-    return build_eenet(m.arch, ds.image_shape, ds.num_classes, num_exits=m.num_exits,
-                       placement=m.placement, exit_blocks=exit_blocks,
-                       exit_type=m.exit_type, width=m.width, dtype=DTYPES[m.dtype],
-                       seed=config.seed)
 
 
 def init_state(params, batch_stats, tx) -> dict:
@@ -91,34 +74,6 @@ def make_train_step(graphdef, tx, loss_cfg, costs, mesh, warmup_steps: int = 0):
     repl = sharding.replicated(mesh)
     return jax.jit(step, in_shardings=(repl, sharding.batch_sharding(mesh)),
                    out_shardings=(repl, repl), donate_argnums=0)
-
-
-def restore_trained(config, workdir: str, which: str | int = "best", *, announce: bool = True,
-                    ds: data_lib.Dataset | None = None):
-    """(dataset, model, state) of a trained run; ``state`` holds its step and weights.
-
-    ``which`` is 'best' (the highest validation accuracy), 'latest' or a step number. ``model``
-    is the freshly built network (its parameters are not the trained ones: use
-    ``state['params']`` / ``state['batch_stats']`` with ``split(model)[0]``). With
-    ``announce`` the step loaded and why are printed (process 0). ``ds``: the run's dataset,
-    if the caller has built it already.
-    """
-    ds = ds if ds is not None else data_lib.build(config.dataset)
-    mesh = sharding.make_mesh()
-    model = build_model(config, ds)
-    _, params, batch_stats = split(model)
-    # The weights only: evaluation needs no optimizer, and may use other optimizer settings.
-    like = sharding.put_replicated(mesh, {"step": jnp.zeros((), jnp.int32), "params": params,
-                                          "batch_stats": batch_stats})
-    ckpts = Checkpoints(workdir, read_only=True)
-    try:
-        step, why = ckpts.select(which)
-        state = ckpts.restore(step, like)
-    finally:
-        ckpts.close()
-    if announce:
-        ProgressBar.message(f"loaded checkpoint step {step} of {workdir}: {why}")
-    return ds, model, state
 
 
 def _check_config(config, ds) -> None:
@@ -189,7 +144,7 @@ def _train(config, workdir: str, ds) -> dict:
     tx, schedule = optim.make_optimizer(config.optimizer, spe, config.num_epochs)
     state = sharding.put_replicated(mesh, init_state(params, batch_stats, tx))
 
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, config=config)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
     start = ckpts.latest_step()
     dropped = writer.rewind(start)
@@ -213,7 +168,7 @@ def _train(config, workdir: str, ds) -> dict:
                                  warmup_steps=int(config.loss.warmup_epochs * spe))
 
     def run_eval(state, split_name):
-        return exit_eval.evaluate(graphdef, state["params"], state["batch_stats"], ds, split_name,
+        return scoring.evaluate(graphdef, state["params"], state["batch_stats"], ds, split_name,
                                   batch_size=config.eval_batch_size, costs=costs,
                                   threshold=config.threshold, mesh=mesh)
 
@@ -231,7 +186,7 @@ def _train(config, workdir: str, ds) -> dict:
                                      seed=config.seed, start_step=start,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count())
-    bar = ProgressBar(total_steps, enabled=config.progress)
+    bar = ProgressBar(total_steps, enabled=config.progress, start=start)
     pending, t_log, images = [], time.time(), 0
     last_saved = start if start else None
     val, val_step = None, -1
@@ -260,7 +215,7 @@ def _train(config, workdir: str, ds) -> dict:
                 val, val_step = run_eval(state, "val"), step
                 writer.write("val", step, epoch=step / spe, **val)
                 ProgressBar.message(
-                    f"\nepoch {step / spe:.2f} val: accuracy at T={config.threshold} "
+                    f"epoch {step / spe:.2f} val: accuracy at T={config.threshold} "
                     f"{val['accuracy']:.4f}, per exit {np.round(val['exit_accuracy'], 4).tolist()}"
                     f", exits {np.round(val['exit_fractions'], 3).tolist()}, relative cost "
                     f"{val['relative_cost']:.3f}")
@@ -279,6 +234,7 @@ def _train(config, workdir: str, ds) -> dict:
         if close is not None:
             close()
         ckpts.close()
+        writer.close()
 
 
 def _final_test(config, workdir, ckpts, state, step, run_eval, writer) -> dict:

@@ -11,7 +11,6 @@ alternation so that machine noise hits both alike. Prints medians, spreads and t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -24,17 +23,15 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jee import config as config_lib  # noqa: E402
 from jee import optim, sharding, train_lib  # noqa: E402
-from jee.evaluation import model_for_config  # noqa: E402
 from jee.models import split  # noqa: E402
+from jee.runs import model_for_config  # noqa: E402
 
 
 def load_config(name):
-    path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return config_lib.load_config(
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", f"{name}.py"))
 
 
 def plain_step_fn(graphdef, tx, mesh):

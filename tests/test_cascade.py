@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jee.cascade.data import cascade_data, oracle_paths, path_outcomes
+from jee.cascade.features import cascade_data, oracle_paths, path_outcomes
 from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import make_graph
 from jee.cascade.policy import STOP, FixedPathPolicy, ThresholdCascadePolicy

@@ -3,24 +3,18 @@ cascade report, describe and benchmark."""
 
 import json
 import os
-import types
 
 import numpy as np
 import pytest
 
-from jee import evaluation, train_lib
+from jee import train_lib
 from jee.checkpoint import CheckpointError
 from jee.config import load_config
+from jee.evaluation import commands
+from jee.evaluation.options import BenchmarkOptions, DescribeOptions, ReportOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "digits_cascade.py")
-
-
-def _flags(**kw):
-    base = dict(workdir=None, describe=False, benchmark=False, batch_size=128, repeats=2,
-                ladder="pow2", ladder_growth=1.25, split="test")
-    base.update(kw)
-    return types.SimpleNamespace(**base)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def cascade(tmp_path_factory):
 
 def test_cascade_report(cascade):
     config, root = cascade
-    evaluation.run(config, _flags())
+    commands.run(config, ReportOptions())
     report = json.loads((root / "eval" / "report.json").read_text())
     assert report["num_examples"] == 359
     assert [m["name"] for m in report["models"]] == ["tiny", "small", "large"]
@@ -72,7 +66,7 @@ def test_cascade_report(cascade):
 
 def test_cascade_benchmark_matches_the_offline_policy(cascade):
     config, root = cascade
-    evaluation.run(config, _flags(benchmark=True))
+    commands.run(config, BenchmarkOptions(batch_size=128, repeats=2, ladder="pow2"))
     bench = json.loads((root / "eval" / "benchmark.json").read_text())
     assert bench["reference"]["recompiles_after_warmup"] == 0
     assert bench["points"], "no operating point was feasible"
@@ -92,9 +86,9 @@ def test_cascade_benchmark_matches_the_offline_policy(cascade):
 
 def test_cascade_describe_and_missing_member(cascade, tmp_path, capsys):
     config, _ = cascade
-    evaluation.run(config, _flags(describe=True))
+    commands.run(config, DescribeOptions())
     assert "tiny -> small -> large" in capsys.readouterr().out
     missing = load_config(f"{CONFIG}:smoke")
     missing.cascade.root = str(tmp_path)
     with pytest.raises(CheckpointError, match=r"member 'tiny'.*\n.*digits_cascade.py:tiny,smoke"):
-        evaluation.run(missing, _flags())
+        commands.run(missing, ReportOptions())

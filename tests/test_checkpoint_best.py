@@ -13,12 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-from jee import train_lib
 from jee.checkpoint import Checkpoints
 from jee.config import load_config
-from tests import runs
+from jee.runs import restore_trained
+from tests import procs
 
-SMOKE = f"{runs.DIGITS}:smoke"
+SMOKE = f"{procs.DIGITS}:smoke"
 TIMING_KEYS = ("time", "images_per_s")
 
 
@@ -34,7 +34,7 @@ def _kill_when(proc, ready, workdir, timeout=240.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
-            if ready(runs.records(workdir)):
+            if ready(procs.records(workdir)):
                 break
         except (FileNotFoundError, ValueError):
             pass  # not written yet, or a line half written
@@ -51,7 +51,7 @@ def _steps(records, kind):
 @pytest.fixture(scope="module")
 def peaked(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("peaked")
-    r = runs.run("train.py", SMOKE, workdir, *runs.PEAKED)
+    r = procs.run("train.py", SMOKE, workdir, *procs.PEAKED)
     assert r.returncode == 0, r.stderr
     return workdir
 
@@ -62,7 +62,7 @@ def test_best_step_is_the_best_validated_checkpoint(peaked):
         best, latest = ckpts.best_step(), ckpts.latest_step()
     finally:
         ckpts.close()
-    records = runs.records(peaked)
+    records = procs.records(peaked)
     assert best == _best_by_records(records)
     assert best < latest == max(_steps(records, "val"))
     # test_metrics.json scores that checkpoint, and the last state next to it, labelled.
@@ -75,19 +75,19 @@ def test_best_step_is_the_best_validated_checkpoint(peaked):
 def test_a_killed_resume_keeps_the_best_and_evaluate_loads_it(peaked, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(peaked, workdir)
-    best = _best_by_records(runs.records(workdir))
-    more = [*runs.PEAKED, "--config.num_epochs=6", "--config.keep_checkpoints=1"]
-    proc = runs.start("train.py", SMOKE, workdir, *more)
+    best = _best_by_records(procs.records(workdir))
+    more = [*procs.PEAKED, "--config.num_epochs=6", "--config.keep_checkpoints=1"]
+    proc = procs.start("train.py", SMOKE, workdir, *more)
     _kill_when(proc, lambda rs: max(_steps(rs, "val")) >= 190, workdir)
     assert (workdir / "checkpoints" / str(best)).is_dir()
-    r = runs.run("train.py", SMOKE, workdir, *more)
+    r = procs.run("train.py", SMOKE, workdir, *more)
     assert r.returncode == 0, r.stderr
     kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert kept == [best, 228]  # keep=1: the latest, and the best however old
-    r = runs.run("evaluate.py", SMOKE, workdir)
+    r = procs.run("evaluate.py", SMOKE, workdir)
     assert r.returncode == 0, r.stderr
     assert f"loaded checkpoint step {best} of {workdir}: best by val accuracy" in r.stderr
-    r = runs.run("evaluate.py", SMOKE, workdir, "--step", "latest")
+    r = procs.run("evaluate.py", SMOKE, workdir, "--step", "latest")
     assert f"loaded checkpoint step 228 of {workdir}: latest" in r.stderr
 
 
@@ -98,7 +98,7 @@ def _comparable(records):
 def test_kill_at_three_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
     extra = ["--config.max_steps=0", "--config.num_epochs=3", "--config.log_every_steps=5"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    r = runs.run("train.py", SMOKE, whole, *extra)
+    r = procs.run("train.py", SMOKE, whole, *extra)
     assert r.returncode == 0, r.stderr
     moments = [
         lambda rs: any(s > 40 for s in _steps(rs, "train")),  # mid epoch 2
@@ -106,15 +106,15 @@ def test_kill_at_three_moments_then_resume_equals_an_uninterrupted_run(tmp_path)
         lambda rs: bool(_steps(rs, "test")),                    # while closing the run
     ]
     for ready in moments:
-        _kill_when(runs.start("train.py", SMOKE, killed, *extra), ready, killed)
-    r = runs.run("train.py", SMOKE, killed, *extra)
+        _kill_when(procs.start("train.py", SMOKE, killed, *extra), ready, killed)
+    r = procs.run("train.py", SMOKE, killed, *extra)
     assert r.returncode == 0, r.stderr
-    got, want = runs.records(killed), runs.records(whole)
+    got, want = procs.records(killed), procs.records(whole)
     pairs = [(x["kind"], x["step"]) for x in got]
     assert len(pairs) == len(set(pairs))
     assert _comparable(got) == _comparable(want)
     config = load_config(SMOKE)
-    _, _, a = train_lib.restore_trained(config, str(whole), "latest", announce=False)
-    _, _, b = train_lib.restore_trained(config, str(killed), "latest", announce=False)
+    _, _, a = restore_trained(config, str(whole), "latest", announce=False)
+    _, _, b = restore_trained(config, str(killed), "latest", announce=False)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

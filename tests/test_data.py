@@ -292,7 +292,7 @@ def test_image_shape_differs_between_splits(tmp_path):
 
 
 def test_num_classes_is_optional_in_old_configs_and_overridable_when_locked(tmp_path):
-    from jee.defaults import base_config
+    from jee.config import base_config
 
     path = write_npz(tmp_path / "d.npz")
     old = make_cfg(source="npz", path=path)

@@ -1,7 +1,6 @@
 """`evaluate.py --describe` works for every config, without data or checkpoints."""
 
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,20 +8,17 @@ import sys
 
 import pytest
 
-from jee.cascade.describe import describe_cascade, format_cascade
-from jee.cascade.members import is_cascade
-from jee.evaluation import model_for_config
+from jee.config import is_cascade, load_config
+from jee.evaluation.describe import describe_cascade, format_cascade
 from jee.models.describe import describe, format_table
+from jee.runs import model_for_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 
 def _load(path, arg=None):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(f"{path}:{arg}" if arg else path)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

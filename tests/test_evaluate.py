@@ -3,11 +3,12 @@
 import json
 import os
 import sys
-import types
 
 import pytest
 
-from jee import evaluation, train_lib
+from jee import train_lib
+from jee.evaluation import commands
+from jee.evaluation.options import BenchmarkOptions, ReportOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -15,14 +16,11 @@ sys.path.insert(0, ROOT)
 from configs import digits  # noqa: E402
 
 
-def _flags(workdir, **kw):
-    base = dict(workdir=str(workdir), describe=False, benchmark=False, random_init=False,
-                batch_size=64, target_cost=0.5, policy="eenet", repeats=2, eager_examples=2,
-                modes=["full", "masked", "bucketed", "host", "eager", "per_example"],
-                ladder="pow2", ladder_growth=1.25, split="test", step="best",
-                allow_padding=False)
-    base.update(kw)
-    return types.SimpleNamespace(**base)
+def _bench(workdir, **kw):
+    base = dict(workdir=str(workdir), batch_size=64, repeats=2, eager_examples=2,
+                ladder="pow2", modes=["full", "masked", "bucketed", "host", "eager",
+                                      "per_example"])
+    return BenchmarkOptions(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def trained(tmp_path_factory):
 
 def test_report_files_and_oracle_bound(trained):
     config, workdir = trained
-    evaluation.run(config, _flags(workdir))
+    commands.run(config, ReportOptions(workdir=str(workdir)))
     out = workdir / "eval"
     report = json.loads((out / "report.json").read_text())
     assert report["split"] == "test" and report["num_examples"] == 359
@@ -54,8 +52,7 @@ def test_report_files_and_oracle_bound(trained):
     # Single-exit accuracies in the report equal the fraction of correct examples per exit,
     # which the training run's own test evaluation computed independently.
     test_metrics = json.loads((workdir / "test_metrics.json").read_text())
-    # test_metrics is from the last step, the report from the best checkpoint: same here
-    # because the smoke run saves only at its last step.
+    # Both score the best checkpoint.
     assert [e["accuracy"] for e in report["exits"]] == pytest.approx(
         test_metrics["exit_accuracy"], abs=1e-6)
     for name in ("report.csv", "budgets.json", "accuracy_vs_cost.png", "exit_histograms.png"):
@@ -64,7 +61,7 @@ def test_report_files_and_oracle_bound(trained):
 
 def test_benchmark_with_checkpoint_agrees_with_masked_mode(trained):
     config, workdir = trained
-    evaluation.run(config, _flags(workdir, benchmark=True))
+    commands.run(config, _bench(workdir))
     bench = json.loads((workdir / "eval" / "benchmark.json").read_text())
     assert bench["agreement"] == 1.0
     assert set(bench["modes"]) == {"full", "masked", "bucketed", "host", "eager", "per_example"}
@@ -76,8 +73,8 @@ def test_benchmark_with_checkpoint_agrees_with_masked_mode(trained):
 
 def test_benchmark_random_init_hits_the_target_cost(tmp_path):
     config = digits.get_config("smoke")
-    evaluation.run(config, _flags(tmp_path, benchmark=True, random_init=True,
-                                  modes=["full", "masked", "bucketed"], target_cost=0.6))
+    commands.run(config, _bench(tmp_path, random_init=True, modes=["full", "masked", "bucketed"],
+                                target_cost=0.6))
     bench = json.loads((tmp_path / "eval" / "benchmark.json").read_text())
     mean_cost = sum(f * c for f, c in zip(bench["exit_fractions"], bench["relative_costs"],
                                           strict=True))

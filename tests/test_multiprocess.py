@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from jee import train_lib
+from jee import runs, train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -55,15 +55,15 @@ def test_two_processes_equal_one_process_and_resume_in_one(tmp_path):
         os.chdir(cwd)
     assert code == 0
     _train(single, "--config.max_steps=4", devices=4)
-    _, _, a = train_lib.restore_trained(_config(4), str(mp), "latest")
-    _, _, b = train_lib.restore_trained(_config(4), str(single), "latest")
+    _, _, a = runs.restore_trained(_config(4), str(mp), "latest")
+    _, _, b = runs.restore_trained(_config(4), str(single), "latest")
     assert int(a["step"]) == int(b["step"]) == 4
     _assert_same(a["params"], b["params"])
     _assert_same(a["batch_stats"], b["batch_stats"])
     # The 2-process checkpoint restores in a 1-process run, which continues to step 6.
     r = _train(mp, "--config.max_steps=6", devices=1)
     assert "resumed from checkpoint at step 4" in r.stderr
-    _, _, a = train_lib.restore_trained(_config(6), str(mp), "latest")
+    _, _, a = runs.restore_trained(_config(6), str(mp), "latest")
     assert int(a["step"]) == 6
     # Evaluation gathers every process's outputs: the policy report of a 2-process run
     # equals the 1-process report.
@@ -98,9 +98,9 @@ def test_checkpoint_moves_between_8_devices_and_1(tmp_path):
     # 1 -> 8: written by a 1-device process, restored and continued here.
     one = tmp_path / "one"
     _train(one, "--config.max_steps=2", devices=1)
-    _, _, state = train_lib.restore_trained(_config(2), str(one), "latest")
+    _, _, state = runs.restore_trained(_config(2), str(one), "latest")
     assert int(state["step"]) == 2
     assert len(jax.tree.leaves(state["params"])[0].sharding.device_set) == 8
     train_lib.train_and_evaluate(_config(4), str(one))
-    _, _, state = train_lib.restore_trained(_config(4), str(one), "latest")
+    _, _, state = runs.restore_trained(_config(4), str(one), "latest")
     assert int(state["step"]) == 4

@@ -10,10 +10,10 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
-from jee import optim, train_lib
-from jee.defaults import base_config
+from jee import optim, runs, train_lib
+from jee.config import base_config
+from jee.errors import TrainingDiverged
 from jee.models import build_eenet, split
-from jee.train_errors import TrainingDiverged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,8 +71,8 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     # First run stops (is "killed") after step 4's checkpoint, the second resumes from it.
     train_lib.train_and_evaluate(_digits_smoke(max_steps=4), str(tmp_path / "resumed"))
     train_lib.train_and_evaluate(_digits_smoke(max_steps=8), str(tmp_path / "resumed"))
-    _, _, a = train_lib.restore_trained(full, str(tmp_path / "full"), "latest")
-    _, _, b = train_lib.restore_trained(full, str(tmp_path / "resumed"), "latest")
+    _, _, a = runs.restore_trained(full, str(tmp_path / "full"), "latest")
+    _, _, b = runs.restore_trained(full, str(tmp_path / "resumed"), "latest")
     assert int(a["step"]) == int(b["step"]) == 8
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -138,7 +138,7 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
 
     c = _digits_smoke(max_steps=2)
     with pytest.raises(CheckpointError, match="no checkpoints in .* train first"):
-        train_lib.restore_trained(c, str(tmp_path / "never_trained"))
+        runs.restore_trained(c, str(tmp_path / "never_trained"))
     train_lib.train_and_evaluate(c, str(tmp_path))
     step_dir = tmp_path / "checkpoints" / "2"
     data_files = [p for p in step_dir.rglob("*") if p.is_file() and p.stat().st_size > 0

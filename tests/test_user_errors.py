@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from tests import runs
+from tests import procs
 
-SMOKE = f"{runs.DIGITS}:smoke"
+SMOKE = f"{procs.DIGITS}:smoke"
 
 
 def _files(root) -> set[str]:
@@ -37,7 +37,7 @@ def _npz(path, *, train_nan=False, test_nan=False, test_label=None):
 
 def _check(result, *words):
     assert result.returncode == 2, result.stderr
-    lines = runs.error_lines(result.stderr)
+    lines = procs.error_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     for w in words:
         assert w in lines[0], (w, lines[0])
@@ -64,12 +64,12 @@ def test_bad_train_input_is_one_line_and_leaves_nothing(case, data_dir, tmp_path
     extra, words = CASES[case](data_dir)
     workdir = tmp_path / "run"
     before = _files(tmp_path)
-    _check(runs.run("train.py", SMOKE, workdir, *extra), *words)
+    _check(procs.run("train.py", SMOKE, workdir, *extra), *words)
     assert _files(tmp_path) == before
 
 
 def test_missing_config_file(tmp_path):
-    _check(runs.run("train.py", str(tmp_path / "nope.py"), tmp_path / "run"), "nope.py",
+    _check(procs.run("train.py", str(tmp_path / "nope.py"), tmp_path / "run"), "nope.py",
            "does not exist")
     assert not (tmp_path / "run").exists()
 
@@ -77,8 +77,8 @@ def test_missing_config_file(tmp_path):
 def test_workdir_that_is_a_file(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
-    _check(runs.run("train.py", SMOKE, path), str(path), "is a file")
-    _check(runs.run("evaluate.py", SMOKE, path), str(path), "is a file")
+    _check(procs.run("train.py", SMOKE, path), str(path), "is a file")
+    _check(procs.run("evaluate.py", SMOKE, path), str(path), "is a file")
     assert _files(tmp_path) == {str(path)}
 
 
@@ -97,8 +97,8 @@ def _read_only_dir(tmp_path):
 def test_read_only_workdir(tmp_path):
     ro = _read_only_dir(tmp_path)
     before = _files(ro) if not ro.startswith("/sys") else None
-    _check(runs.run("train.py", SMOKE, os.path.join(ro, "run")), "not writable")
-    _check(runs.run("train.py", SMOKE, ro), ro, "not writable")
+    _check(procs.run("train.py", SMOKE, os.path.join(ro, "run")), "not writable")
+    _check(procs.run("train.py", SMOKE, ro), ro, "not writable")
     if before is not None:
         assert _files(ro) == before
     else:
@@ -108,19 +108,19 @@ def test_read_only_workdir(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trained")
-    r = runs.run("train.py", SMOKE, workdir)
+    r = procs.run("train.py", SMOKE, workdir)
     assert r.returncode == 0, r.stderr
     return workdir
 
 
 def test_benchmark_batch_larger_than_the_split(trained):
     before = _files(trained)
-    r = runs.run("evaluate.py", SMOKE, trained, "--benchmark", "--batch_size", "1000")
+    r = procs.run("evaluate.py", SMOKE, trained, "--benchmark", "--batch_size", "1000")
     _check(r, "--batch_size 1000", "359 examples", "--allow_padding")
     assert _files(trained) == before
 
 
 def test_evaluate_missing_checkpoint_step(trained):
     before = _files(trained)
-    _check(runs.run("evaluate.py", SMOKE, trained, "--step", "3"), "no checkpoint at step 3")
+    _check(procs.run("evaluate.py", SMOKE, trained, "--step", "3"), "no checkpoint at step 3")
     assert _files(trained) == before

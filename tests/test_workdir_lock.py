@@ -8,28 +8,28 @@ import time
 import pytest
 
 from jee.workdir import LOCK_NAME, WorkdirError, WorkdirLock
-from tests import runs
+from tests import procs
 
-SMOKE = f"{runs.DIGITS}:smoke"
+SMOKE = f"{procs.DIGITS}:smoke"
 
 
 def test_a_second_train_in_the_same_workdir_stops_at_once(tmp_path):
-    first = runs.start("train.py", SMOKE, tmp_path, *runs.PEAKED)
+    first = procs.start("train.py", SMOKE, tmp_path, *procs.PEAKED)
     deadline = time.time() + 120
     while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline:
         assert first.poll() is None, first.communicate()[1]
         time.sleep(0.05)
     start = time.time()
-    second = runs.run("train.py", SMOKE, tmp_path, *runs.PEAKED, timeout=60)
+    second = procs.run("train.py", SMOKE, tmp_path, *procs.PEAKED, timeout=60)
     took = time.time() - start
     assert first.poll() is None, "the first run ended before the second was tried"
     assert second.returncode == 2 and took < 10
-    lines = runs.error_lines(second.stderr)
+    lines = procs.error_lines(second.stderr)
     assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "in use by train.py" in lines[0]
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     # The first run's results are its own: one record per (kind, step), a complete test.
-    records = runs.records(tmp_path)
+    records = procs.records(tmp_path)
     pairs = [(r["kind"], r["step"]) for r in records]
     assert len(pairs) == len(set(pairs)) and pairs[-1] == ("test", 152)
     assert json.loads((tmp_path / "test_metrics.json").read_text())["last_state"]["step"] == 152

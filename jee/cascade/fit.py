@@ -21,7 +21,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jee.cascade.data import CascadeData
+from jee.cascade.features import CascadeData
 from jee.cascade.graph import CascadeGraph
 from jee.cascade.policy import LearnedCascadePolicy
 from jee.policy.bolukbasi import NEVER_EXIT, fit_binary_decision, standardisation

@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.cascade.data import FEATURE_NAMES, cascade_features
+from jee.cascade.features import FEATURE_NAMES, cascade_features
 from jee.cascade.graph import CascadeGraph
 from jee.infer.cascade import STOP
-from jee.policy.bolukbasi import MODE_NAMES, apply_mode, linear_score
+from jee.policy.bolukbasi import MODE_NAMES, LinearDecisions, apply_mode, linear_score
 from jee.policy.decisions import first_exit
 
 
@@ -74,18 +74,12 @@ def _paths(policy: ChainPolicy, features: jax.Array) -> jax.Array:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LearnedCascadePolicy(ChainPolicy):
+class LearnedCascadePolicy(LinearDecisions, ChainPolicy):
     """Decision d at node k: ((f - mean_k) / scale_k) . coef[k, d] + bias[k, d] >= 0, unless
     ``mode[k, d]`` fixes it (always / never). coef [M, D, F]; bias, mode [M, D]; mean, scale
     [M, F]; lam []. D is the largest number of decisions at a node; unused slots are ignored.
     """
 
-    coef: jax.Array
-    bias: jax.Array
-    mean: jax.Array
-    scale: jax.Array
-    mode: jax.Array
-    lam: jax.Array
     graph: CascadeGraph = jax.tree.static()
     name: str = jax.tree.static(default="bolukbasi")
 

@@ -12,6 +12,10 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 - :mod:`~jee.infer.eager`: one example at a time, eager or compiled at batch size 1 (how the
   PyTorch reference implementations infer).
 
+:mod:`~jee.infer.stream` keeps a queue of survivors per segment and runs every segment on
+full batches across input batches (:mod:`~jee.infer.stream_sched` holds its queues and
+scheduler), for networks and cascades alike.
+
 :mod:`~jee.infer.cascade` applies the bucketed re-batching to network selection, where the
 "segments" are whole models and a routing policy may jump over some of them.
 
@@ -19,42 +23,3 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 pre-assigned exits, :mod:`~jee.infer.compiles` counts compilations and
 :mod:`~jee.infer.benchmark` times every mode against the plain backbone.
 """
-
-from jee.infer.benchmark import make_engine, run_benchmark
-from jee.infer.bucketed import BucketedEngine, bucketed_forward
-from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine, cascade_forward
-from jee.infer.compiles import CompileCounter
-from jee.infer.eager import EagerEngine, PerExampleEngine, eager_forward
-from jee.infer.host import HostEngine
-from jee.infer.ladder import fit_ladder, make_ladder, resolve_ladder
-from jee.infer.masked import MaskedEngine, masked_forward
-from jee.infer.synthetic import (
-    SyntheticPolicy,
-    fractions_for_cost,
-    mean_cost,
-    synthetic_exits,
-)
-
-__all__ = [
-    "BucketedEngine",
-    "CascadeEngine",
-    "CompileCounter",
-    "EagerEngine",
-    "HostEngine",
-    "MaskedCascadeEngine",
-    "MaskedEngine",
-    "PerExampleEngine",
-    "SyntheticPolicy",
-    "bucketed_forward",
-    "cascade_forward",
-    "eager_forward",
-    "fit_ladder",
-    "fractions_for_cost",
-    "make_engine",
-    "make_ladder",
-    "masked_forward",
-    "resolve_ladder",
-    "mean_cost",
-    "run_benchmark",
-    "synthetic_exits",
-]

@@ -1,12 +1,21 @@
 """Wall-clock benchmark of the inference modes against the plain backbone.
 
-Every compiled mode is called once to warm up (compilation included), then timed over
-``repeats`` calls with ``jax.block_until_ready``; compile time is the first call minus the
-steady-state median, and compilations during the timed calls are counted (a serving path
-that recompiles per batch is a bug). The one-example-at-a-time modes are timed on the first
-``eager_examples`` examples and scaled per image. Exits and predictions of every mode are
-checked against the masked mode, and the speed-up is compared with the ideal one the exits
-allow: ``1 / mean(costs[exit])``.
+:func:`run_benchmark` times the modes on one batch. Every compiled mode is called once to
+warm up (compilation included), then timed over ``repeats`` calls with
+``jax.block_until_ready``; compile time is the first call minus the steady-state median, and
+compilations during the timed calls are counted (a serving path that recompiles per batch is
+a bug). The one-example-at-a-time modes are timed on the first ``eager_examples`` examples
+and scaled per image. Exits and predictions of every mode are checked against the masked
+mode, and the speed-up is compared with the ideal one the exits allow:
+``1 / mean(costs[exit])``.
+
+:func:`dataset_benchmark` times whole passes over a data set, where the streaming engine
+(:mod:`jee.infer.stream`) can fill every segment's batches across input batches: the plain
+backbone batch by batch, and, for each size in which requests arrive, the bucketed engine on
+each arriving chunk and the stream fed the chunks. Besides the ideal by MACs it reports an
+ideal by time: every segment timed alone at the batch size on real intermediate features and
+weighted by the fraction of examples that reach it, which is what an engine running every
+segment on full batches at no overhead would take.
 """
 
 from __future__ import annotations
@@ -25,10 +34,14 @@ from jee.infer.host import HostEngine
 from jee.infer.interface import Policy, Segment, check_segments
 from jee.infer.ladder import Ladder
 from jee.infer.masked import MaskedEngine
+from jee.infer.stream import StreamEngine
 
 # Modes run one example at a time: timed on a subset, reported per image.
 PER_EXAMPLE_MODES = ("per_example", "eager")
-MODES = ("full", "masked", "bucketed", "bucketed_rows", "host", *PER_EXAMPLE_MODES)
+# Modes only meaningful over many batches: timed by dataset_benchmark, skipped by run_benchmark.
+DATASET_MODES = ("stream",)
+MODES = ("full", "masked", "bucketed", "bucketed_rows", "host", *PER_EXAMPLE_MODES,
+         *DATASET_MODES)
 DEFAULT_MODES = ("full", "masked", "bucketed", "host", *PER_EXAMPLE_MODES)
 
 
@@ -50,7 +63,14 @@ def make_engine(mode: str, segments: Sequence[Segment], policy: Policy, *,
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
 
 
-def _timed(fn: Callable, args: tuple, repeats: int):
+def _check_costs(costs, num_exits: int) -> np.ndarray:
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape != (num_exits,):
+        raise ValueError(f"need one cost per exit ({num_exits}), got {costs.shape}")
+    return costs
+
+
+def time_calls(fn: Callable, args: tuple, repeats: int):
     """(first output, first-call seconds, steady-state seconds [repeats], warm-up compiles,
     compiles during the timed calls)."""
     with CompileCounter() as warm:
@@ -85,12 +105,11 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
     and ``timed_examples``. Top level: ``agreement`` (fraction of checked examples whose exit
     and argmax match the masked mode, over all early-exit modes), ``ideal_speedup`` and
     ``exit_fractions`` (of the masked mode). ``costs [E]`` are the exits' costs relative to
-    the backbone. "full" and "masked" are always timed: they are the references.
+    the backbone. "full" and "masked" are always timed: they are the references; the
+    :data:`DATASET_MODES` are left to :func:`dataset_benchmark`.
     """
     segments = check_segments(segments)
-    costs = np.asarray(costs, dtype=np.float64)
-    if costs.shape != (len(segments),):
-        raise ValueError(f"need one cost per exit ({len(segments)}), got {costs.shape}")
+    costs = _check_costs(costs, len(segments))
     unknown = set(modes) - set(MODES)
     if unknown:
         raise ValueError(f"unknown modes {sorted(unknown)}; expected some of {MODES}")
@@ -100,7 +119,8 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
     n_small = max(1, min(eager_examples, batch))
     small_args = (x[:n_small], None if aux is None else aux[:n_small])
 
-    order = ["full", "masked"] + [m for m in modes if m not in ("full", "masked")]
+    order = ["full", "masked"] + [m for m in modes
+                                  if m not in ("full", "masked", *DATASET_MODES)]
     results, reference, checked, agreed = {}, None, 0, 0
     for mode in order:
         if mode == "full":
@@ -110,7 +130,7 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
             per_example = mode in PER_EXAMPLE_MODES
             args = small_args if per_example else (x, aux)
             reps = eager_repeats if per_example else repeats
-        out, first, times, warm, steady = _timed(engine, args, max(1, reps))
+        out, first, times, warm, steady = time_calls(engine, args, max(1, reps))
         timed = args[0].shape[0]
         median, p90 = float(np.median(times)), float(np.percentile(times, 90))
         stats = {
@@ -141,3 +161,152 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
     results["exit_fractions"] = (np.bincount(ref_exit, minlength=len(segments))
                                  / ref_exit.size).tolist()
     return results
+
+
+def arrival_chunks(images: np.ndarray, aux: np.ndarray | None, size: int, *,
+                   on_device: bool) -> tuple[list[tuple], list[int]]:
+    """``(chunks, counts)``: ``images`` (and ``aux``) cut into consecutive ``(x, aux)`` chunks
+    of ``size`` rows, the last padded with zero rows (so one compiled shape serves them all),
+    and the number of real rows in each.
+
+    ``on_device``: chunks put on the device beforehand, as batches already in memory; else
+    NumPy arrays, requests arriving from the host, each engine paying for its own uploads.
+    """
+    chunks, counts = [], []
+    for start in range(0, images.shape[0], size):
+        x = images[start:start + size]
+        a = None if aux is None else aux[start:start + size]
+        count = x.shape[0]
+        if count < size:
+            x = np.concatenate([x, np.zeros((size - count, *x.shape[1:]), x.dtype)])
+            a = None if a is None else np.concatenate([a, np.zeros(size - count, a.dtype)])
+        chunks.append(jax.device_put((x, a)) if on_device else (x, a))
+        counts.append(count)
+    return chunks, counts
+
+
+def unpad(outputs: Sequence, counts: Sequence[int]) -> np.ndarray:
+    """The real rows of per-chunk outputs, concatenated, on the host."""
+    return np.concatenate([np.asarray(o)[:n] for o, n in zip(outputs, counts, strict=True)])
+
+
+def segment_times(segments: Sequence[Segment], full_fn: Callable, x: jax.Array,
+                  repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of the plain backbone on ``x`` and of each segment alone at ``x``'s
+    batch size, segment k fed the features segments 0..k-1 compute from ``x`` (real
+    intermediate features, whoever exits).
+
+    The calls are timed round-robin, so the drift of a shared machine hits them alike.
+    """
+    full = jax.jit(full_fn)
+    calls, h = [(full, x)], x
+    jax.block_until_ready(full(x))  # compiled before any timing
+    for segment in segments:
+        fn = jax.jit(segment)
+        calls.append((fn, h))
+        h = jax.block_until_ready(fn(h))[0]
+    times = np.zeros((max(1, repeats), len(calls)))
+    for r in range(times.shape[0]):
+        for i, (fn, arg) in enumerate(calls):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(arg))
+            times[r, i] = time.perf_counter() - start
+    median = np.median(times, axis=0)
+    return float(median[0]), median[1:].tolist()
+
+
+def _each_chunk(engine: Callable, chunks: Sequence[tuple]) -> list:
+    return [engine(x, a) for x, a in chunks]
+
+
+def _streamed(engine: StreamEngine, chunks: Sequence[tuple], num_examples: int):
+    # num_examples drops the padding rows of the last chunk: the stream pads nothing.
+    return engine.run(iter(chunks), num_examples=num_examples)
+
+
+def _pass_stats(timed: tuple, num_examples: int, size: int) -> dict:
+    _, first, times, warm, steady = timed
+    median = float(np.median(times))
+    return {"arrival_size": size, "seconds_per_pass": median,
+            "seconds_per_pass_p90": float(np.percentile(times, 90)),
+            "images_per_s": num_examples / median, "compile_s": max(0.0, first - median),
+            "compiles_at_warmup": warm.count, "recompiles_after_warmup": steady.count}
+
+
+def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], jax.Array],
+                      policy: Policy, images, aux=None, *, costs: Sequence[float],
+                      batch_size: int, arrival_sizes: Sequence[int] = (8,),
+                      ladder: Ladder = None, repeats: int = 10) -> dict:
+    """Times whole passes over ``images [N, ...]`` (with optional ``aux [N]``); returns a dict.
+
+    Modes (``modes``): ``full``, the plain backbone on batches of ``batch_size`` (B); for
+    each arrival size ``a``, ``bucketed`` on every chunk of ``a`` rows as it arrives and
+    ``stream`` (:class:`StreamEngine` with batch B) fed the chunks, named ``bucketed@a`` and
+    ``stream@a`` unless ``a == B``. Chunks of B rows are put on the device beforehand, other
+    chunks stay on the host (see :func:`arrival_chunks`); every pass ends with its results
+    ready. Per mode: ``seconds_per_pass`` (median of ``repeats`` passes after a warm-up
+    pass), ``images_per_s``, ``speedup`` over ``full``, ``efficiency`` and
+    ``efficiency_by_time`` (speedup over each ideal), compiles, ``agreement`` with the
+    masked mode (exit and argmax, every example), and for the stream its batches per pass
+    and the partial ones among them, per segment.
+
+    Top level: ``ideal_speedup`` (``1 / mean(costs[exit])``), ``ideal_by_time``
+    (``full_seconds_at_batch / sum_k reach_fractions[k] * segment_seconds_at_batch[k]``,
+    all measured at batch B by :func:`segment_times`), ``exit_fractions``,
+    ``reach_fractions`` (examples reaching each segment) and ``agreement`` over every
+    checked mode.
+    """
+    segments = check_segments(segments)
+    costs = _check_costs(costs, len(segments))
+    images = np.asarray(images)
+    aux = None if aux is None else np.asarray(aux, np.int32)
+    n, batch, repeats = images.shape[0], int(batch_size), max(1, repeats)
+    if n == 0:
+        raise ValueError("the data set to time is empty")
+    batches, counts = arrival_chunks(images, aux, batch, on_device=True)
+
+    masked = _each_chunk(MaskedEngine(segments, policy), batches)
+    reference = tuple(unpad([m[i] for m in masked], counts) for i in range(2))
+    ref_exit = reference[0]
+    full_s, segment_s = segment_times(segments, full_fn, batches[0][0], repeats)
+    reach = [float(np.mean(ref_exit >= k)) for k in range(len(segments))]
+    ideal = 1.0 / float(costs[ref_exit].mean())
+    ideal_by_time = full_s / float(np.dot(reach, segment_s))
+
+    full = jax.jit(full_fn)
+    modes = {"full": _pass_stats(
+        time_calls(_each_chunk, (lambda x, a: full(x), batches), repeats), n, batch)}
+    bucketed = BucketedEngine(segments, policy, ladder=ladder)
+    stream = StreamEngine(segments, policy, batch_size=batch)
+    checked = agreed = 0
+    for size in dict.fromkeys(int(a) for a in arrival_sizes):
+        if size == batch:
+            chunks, sizes, suffix = batches, counts, ""
+        else:
+            chunks, sizes = arrival_chunks(images, aux, size, on_device=False)
+            suffix = f"@{size}"
+        timed = time_calls(_each_chunk, (bucketed, chunks), repeats)
+        out = tuple(unpad([o[i] for o in timed[0]], sizes) for i in range(2))
+        before = stream.batches_run.copy(), stream.partial_batches.copy()
+        stream_timed = time_calls(_streamed, (stream, chunks, n), repeats)
+        for mode, t, result in (("bucketed", timed, out),
+                                ("stream", stream_timed, stream_timed[0])):
+            stats = modes[mode + suffix] = _pass_stats(t, n, size)
+            ok = _matches(result, reference)
+            stats["agreement"] = float(ok.mean())
+            checked, agreed = checked + ok.size, agreed + int(ok.sum())
+        # Every pass runs the same batches: the warm-up and the timed ones.
+        passes = len(stream_timed[2]) + 1
+        modes["stream" + suffix].update(
+            batches_per_pass=((stream.batches_run - before[0]) // passes).tolist(),
+            partial_batches_per_pass=((stream.partial_batches - before[1]) // passes).tolist())
+    for stats in modes.values():
+        stats["speedup"] = modes["full"]["seconds_per_pass"] / stats["seconds_per_pass"]
+        stats["efficiency"] = stats["speedup"] / ideal
+        stats["efficiency_by_time"] = stats["speedup"] / ideal_by_time
+    return {"num_examples": n, "batch_size": batch, "repeats": repeats,
+            "ideal_speedup": ideal, "ideal_by_time": ideal_by_time,
+            "full_seconds_at_batch": full_s, "segment_seconds_at_batch": segment_s,
+            "exit_fractions": (np.bincount(ref_exit, minlength=len(segments)) / n).tolist(),
+            "reach_fractions": reach, "agreement": agreed / checked if checked else 1.0,
+            "modes": modes}

@@ -45,6 +45,20 @@ def batch_norm(channels: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(channels, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
+def _projection(cin: int, cout: int, stride: int, dtype, rngs):
+    """(1x1 conv, BN) of the shortcut where the shape changes, else (None, None)."""
+    if stride == 1 and cin == cout:
+        return None, None
+    return (conv(cin, cout, 1, stride, dtype=dtype, rngs=rngs),
+            batch_norm(cout, dtype=dtype, rngs=rngs))
+
+
+def _add_shortcut(block, x: jax.Array, y: jax.Array, ura: bool) -> jax.Array:
+    if block.proj is not None:
+        x = block.proj_bn(block.proj(x), use_running_average=ura)
+    return jax.nn.relu(y + x)
+
+
 class BasicBlock(nnx.Module):
     """Two 3x3 convolutions with a residual connection (post-activation)."""
 
@@ -55,21 +69,14 @@ class BasicBlock(nnx.Module):
         self.bn1 = batch_norm(channels, dtype=dtype, rngs=rngs)
         self.conv2 = conv(channels, channels, 3, 1, dtype=dtype, rngs=rngs)
         self.bn2 = batch_norm(channels, dtype=dtype, rngs=rngs)
-        if stride != 1 or cin != channels:
-            self.proj = conv(cin, channels, 1, stride, dtype=dtype, rngs=rngs)
-            self.proj_bn = batch_norm(channels, dtype=dtype, rngs=rngs)
-        else:
-            self.proj = None
-            self.proj_bn = None
+        self.proj, self.proj_bn = _projection(cin, channels, stride, dtype, rngs)
         self.out_shape: Shape = (_down(h, stride), _down(w, stride), channels)
 
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         ura = not train
         y = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
         y = self.bn2(self.conv2(y), use_running_average=ura)
-        if self.proj is not None:
-            x = self.proj_bn(self.proj(x), use_running_average=ura)
-        return jax.nn.relu(y + x)
+        return _add_shortcut(self, x, y, ura)
 
 
 class Bottleneck(nnx.Module):
@@ -87,12 +94,7 @@ class Bottleneck(nnx.Module):
         self.bn2 = batch_norm(width, dtype=dtype, rngs=rngs)
         self.conv3 = conv(width, cout, 1, 1, dtype=dtype, rngs=rngs)
         self.bn3 = batch_norm(cout, dtype=dtype, rngs=rngs)
-        if stride != 1 or cin != cout:
-            self.proj = conv(cin, cout, 1, stride, dtype=dtype, rngs=rngs)
-            self.proj_bn = batch_norm(cout, dtype=dtype, rngs=rngs)
-        else:
-            self.proj = None
-            self.proj_bn = None
+        self.proj, self.proj_bn = _projection(cin, cout, stride, dtype, rngs)
         self.out_shape: Shape = (_down(h, stride), _down(w, stride), cout)
 
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -100,9 +102,7 @@ class Bottleneck(nnx.Module):
         y = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
         y = jax.nn.relu(self.bn2(self.conv2(y), use_running_average=ura))
         y = self.bn3(self.conv3(y), use_running_average=ura)
-        if self.proj is not None:
-            x = self.proj_bn(self.proj(x), use_running_average=ura)
-        return jax.nn.relu(y + x)
+        return _add_shortcut(self, x, y, ura)
 
 
 class PreActBlock(nnx.Module):
@@ -212,13 +212,6 @@ ARCHS: dict[str, ArchSpec] = {
     "resnet152": ArchSpec("imagenet", (3, 8, 36, 3), bottleneck=True),
     "eenet8": ArchSpec("eenet8"),
 }
-
-
-def cifar_depth(depth: int) -> str:
-    """Name of the CIFAR ResNet of a given 6n+2 depth, checking that the depth is valid."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
-    return f"resnet{depth}"
 
 
 def build_backbone(arch: str, input_shape: Shape, *, width: int = 0, dtype: Any = jnp.float32,

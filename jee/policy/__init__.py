@@ -6,7 +6,7 @@ the engine calls it on the rows still alive after exit k) and the equivalent off
 
 - ``features``: per-exit features (max prob, margin, entropy, EENet confidence), top-1/top-5
   correctness, and ``ExitData``, the per-split container built by ``exit_data``.
-- ``decisions``: the ``Policy`` protocol, ``FeaturePolicy`` (derives both modes from one
+- ``decisions``: the ``ExitPolicy`` protocol, ``FeaturePolicy`` (derives both modes from one
   per-exit rule) and ``first_exit``.
 - ``thresholds``: ``eenet_policy``, ``max_prob_policy``, ``entropy_policy`` (shared or
   per-exit thresholds). ``fixed``: every example at one exit.

@@ -35,7 +35,22 @@ MODE_NAMES = ("always_exit", "never_exit", "learned")
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class BolukbasiPolicy(FeaturePolicy):
+class LinearDecisions:
+    """The arrays of a set of learned binary decisions (one weighted logistic regression
+    each): a decision is ``((f - mean) / scale) . coef + bias >= 0`` unless ``mode`` fixes it
+    to always / never; ``lam`` is the cost weight they were fitted at."""
+
+    coef: jax.Array
+    bias: jax.Array
+    mean: jax.Array
+    scale: jax.Array
+    mode: jax.Array
+    lam: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BolukbasiPolicy(LinearDecisions, FeaturePolicy):
     """Per early exit k < E-1: exit iff ((f_k - mean_k) / scale_k) . coef_k + bias_k >= 0,
     unless ``mode_k`` fixes the decision to always / never exit.
 
@@ -44,12 +59,6 @@ class BolukbasiPolicy(FeaturePolicy):
     of ``FEATURE_NAMES`` used.
     """
 
-    coef: jax.Array
-    bias: jax.Array
-    mean: jax.Array
-    scale: jax.Array
-    mode: jax.Array
-    lam: jax.Array
     num_exits: int = jax.tree.static()
     feature_idx: tuple[int, ...] = jax.tree.static(default=tuple(range(len(FEATURE_NAMES))))
     name: str = jax.tree.static(default="bolukbasi")

@@ -22,31 +22,24 @@ def select_under_budget(sweep: dict[str, Any], budget: float) -> dict[str, Any] 
     "test_accuracy", "test_top5", "test_relative_cost", "test_speedup",
     "test_exit_fractions"}``, or None when no setting's validation cost fits the budget.
     """
-    feasible = [
-        i for i, row in enumerate(sweep["val"]) if row["relative_cost"] <= budget + _COST_SLACK
-    ]
-    if not feasible:
-        return None
-    best = max(
-        feasible,
-        key=lambda i: (sweep["val"][i]["accuracy"], -sweep["val"][i]["relative_cost"]),
-    )
-    return {**_pick(sweep, best), "budget": float(budget)}
+    best = _best_on_val(sweep, lambda r: r["relative_cost"] <= budget + _COST_SLACK,
+                        lambda r: (r["accuracy"], -r["relative_cost"]))
+    return None if best is None else {**_pick(sweep, best), "budget": float(budget)}
 
 
 def select_for_accuracy(sweep: dict[str, Any], min_accuracy: float) -> dict[str, Any] | None:
     """The cheapest setting of a sweep whose *validation* accuracy is at least
     ``min_accuracy`` (ties: the more accurate), reported like ``select_under_budget`` with
     ``min_accuracy`` in place of ``budget``; None when no setting is accurate enough."""
-    feasible = [i for i, row in enumerate(sweep["val"])
-                if row["accuracy"] >= min_accuracy - _COST_SLACK]
-    if not feasible:
-        return None
-    best = min(
-        feasible,
-        key=lambda i: (sweep["val"][i]["relative_cost"], -sweep["val"][i]["accuracy"]),
-    )
-    return {**_pick(sweep, best), "min_accuracy": float(min_accuracy)}
+    best = _best_on_val(sweep, lambda r: r["accuracy"] >= min_accuracy - _COST_SLACK,
+                        lambda r: (-r["relative_cost"], r["accuracy"]))
+    return None if best is None else {**_pick(sweep, best), "min_accuracy": float(min_accuracy)}
+
+
+def _best_on_val(sweep: dict[str, Any], allowed, rank) -> int | None:
+    """Index of the validation row that ``allowed`` admits with the highest ``rank``."""
+    feasible = [i for i, row in enumerate(sweep["val"]) if allowed(row)]
+    return max(feasible, key=lambda i: rank(sweep["val"][i])) if feasible else None
 
 
 def row_of_pick(sweep: dict[str, Any], pick: dict[str, Any], split: str) -> dict[str, Any]:

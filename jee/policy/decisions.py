@@ -1,9 +1,11 @@
 """The two ways every exit policy is used, and the glue between them.
 
-Online, the compiled inference engine asks ``policy.decide(k, logits_k, conf_k)`` after
-segment k for the rows still alive; offline, ``policy.exits(logits, conf)`` returns the exit
-each example takes after one pass over all exits. ``FeaturePolicy`` derives both from a
-single per-exit rule on the features of ``jee.policy.features``, so they cannot drift apart.
+Online, the compiled inference engines ask ``policy.decide(k, logits_k, conf_k, aux)`` after
+segment k for the rows still alive (the contract of :mod:`jee.infer.interface`, which these
+policies meet directly; they ignore ``aux``); offline, ``policy.exits(logits, conf)``
+returns the exit each example takes after one pass over all exits. ``FeaturePolicy`` derives
+both from a single per-exit rule on the features of ``jee.policy.features``, so they cannot
+drift apart.
 Policies are frozen pytree dataclasses: arrays are leaves (closable in ``jax.jit``, batchable
 with ``jax.vmap``), names and shapes are static.
 """
@@ -15,18 +17,17 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
+from jee.infer.interface import Policy
 from jee.policy.features import exit_features
 
 
-class Policy(Protocol):
-    """What the inference engine and the reports need from an exit policy."""
+class ExitPolicy(Policy, Protocol):
+    """What the reports need from an exit policy, on top of the engines' online ``decide``."""
 
     name: str
 
     @property
     def params(self) -> dict[str, Any]: ...
-
-    def decide(self, k: int, logits_k: jax.Array, conf_k: jax.Array) -> jax.Array: ...
 
     def exits(self, logits: jax.Array, conf: jax.Array) -> jax.Array: ...
 
@@ -55,7 +56,8 @@ class FeaturePolicy:
         if not 0 <= k < self.num_exits:
             raise ValueError(f"exit {k} out of range for a {self.num_exits}-exit policy")
 
-    def decide(self, k: int, logits_k: jax.Array, conf_k: jax.Array) -> jax.Array:
+    def decide(self, k: int, logits_k: jax.Array, conf_k: jax.Array,
+               aux: jax.Array | None = None) -> jax.Array:
         """Whether each of the ``B`` rows reaching exit ``k`` (static int) leaves there."""
         self._check_exit(k)
         if k == self.num_exits - 1:

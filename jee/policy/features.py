@@ -51,27 +51,36 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ExitData:
-    """Everything policies fit on and are scored with, for one split.
+class Outcomes:
+    """What the metrics, sweeps and budget picks read of one split: for each of K outcomes
+    (exits of a network, paths of a cascade) which examples it gets right and what it costs,
+    and the features policies decide from. A pytree, so it can be passed to jitted code.
 
-    features [E, N, F] float32, correct / correct_top5 [E, N] bool, costs [E] float32
-    (relative cost of leaving at each exit). A pytree, so it can be passed to jitted code;
-    ``feature_names`` is static.
+    features [K', N, F] float32 (K' = K, except for paths, whose models hold the features),
+    correct / correct_top5 [K, N] bool, costs [K] float32 (relative to the full network).
     """
 
     features: jax.Array
     correct: jax.Array
     correct_top5: jax.Array
     costs: jax.Array
-    feature_names: tuple[str, ...] = jax.tree.static(default=FEATURE_NAMES)
 
     @property
     def num_exits(self) -> int:
-        return self.features.shape[0]
+        return self.correct.shape[0]
 
     @property
     def num_examples(self) -> int:
-        return self.features.shape[1]
+        return self.correct.shape[1]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ExitData(Outcomes):
+    """Everything exit policies fit on and are scored with, for one split: the outcomes of
+    leaving at each exit E; ``feature_names`` is static."""
+
+    feature_names: tuple[str, ...] = jax.tree.static(default=FEATURE_NAMES)
 
     def feature(self, name: str) -> jax.Array:
         """One feature ``[E, N]`` by name."""

@@ -37,7 +37,7 @@ class OraclePolicy:
     def params(self) -> dict[str, Any]:
         return {}
 
-    def decide(self, k, logits_k, conf_k):
+    def decide(self, k, logits_k, conf_k, aux=None):
         raise NotImplementedError("the oracle needs labels; it has no online decision rule")
 
     def exits(self, logits: jax.Array, labels: jax.Array, costs: jax.Array) -> jax.Array:

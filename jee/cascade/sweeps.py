@@ -1,28 +1,24 @@
-"""``evaluate.py --config configs/*_cascade.py``: every routing policy of a cascade, fitted on
-validation, scored on test, with the oracle, each model alone and the operating points.
-
-Writes to ``ROOT/eval`` (``cascade.root``, or ``--workdir``) the same files as the early-exit
-report, with path fractions in place of exit fractions: ``report.json``, ``report_full.json``,
-``report.csv``, ``budgets.json``, ``accuracy_vs_cost.png`` and ``path_histograms.png``.
-"""
+"""Accuracy/cost curves of a cascade's routing policies: threshold families and the learned
+policy swept on validation and scored on test, with the oracle, each model alone, and the
+operating points (the cheapest setting within a given accuracy loss of the best model)."""
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.cascade.data import FEATURE_NAMES, PathOutcomes, cascade_data, oracle_paths, path_outcomes
+from jee.cascade.features import (
+    FEATURE_NAMES,
+    PathOutcomes,
+    oracle_paths,
+    path_outcomes,
+)
 from jee.cascade.fit import fit_cascade
-from jee.cascade.graph import CascadeGraph, make_graph
-from jee.cascade.members import cascade_members, member_outputs
+from jee.cascade.graph import CascadeGraph
 from jee.cascade.policy import ThresholdCascadePolicy
-from jee.policy import plots
-from jee.policy.budget import budget_table, row_of_pick, select_for_accuracy
+from jee.policy.budget import row_of_pick, select_for_accuracy
 from jee.policy.metrics import report_row
 from jee.policy.oracle import OraclePolicy
 from jee.policy.sweeps import DEFAULT_LAMBDAS, DEFAULT_QUANTILES, sweep_rows
@@ -30,7 +26,6 @@ from jee.policy.sweeps import DEFAULT_LAMBDAS, DEFAULT_QUANTILES, sweep_rows
 # family -> (feature, stop_if_above)
 THRESHOLD_FAMILIES = {"max_prob": ("max_prob", True), "margin": ("margin", True),
                       "entropy": ("entropy", False)}
-BUDGETS = (0.3, 0.5, 0.7)
 # Accuracy given up against the best single model (on validation) at the operating points.
 LOSSES = (0.0, 0.01)
 
@@ -134,105 +129,11 @@ def operating_points(report: dict[str, Any], losses=LOSSES) -> dict[str, Any]:
             "points": points}
 
 
-def _with_paths(obj):
+def with_paths(obj):
     """Rename the shared ``*exit_fractions`` keys to ``*path_fractions`` for the files."""
     if isinstance(obj, list):
-        return [_with_paths(o) for o in obj]
+        return [with_paths(o) for o in obj]
     if isinstance(obj, dict):
-        return {k.replace("exit_fractions", "path_fractions"): _with_paths(v)
+        return {k.replace("exit_fractions", "path_fractions"): with_paths(v)
                 for k, v in obj.items()}
     return obj
-
-
-def flat_report(report, outputs, graph: CascadeGraph, data, split: str) -> dict[str, Any]:
-    """The documented ``report.json`` of a cascade on ``split``."""
-    rows = [{**row, "family": family}
-            for family, curve in report["families"].items() for row in curve[split]]
-    rows.append({**report["oracle"][split], "family": "oracle"})
-    models = [{"index": k, "name": name, "macs": float(outputs.macs[k]),
-               "relative_cost": float(data.costs[k]),
-               "accuracy": float(np.mean(np.asarray(data.correct[k]))),
-               "top5": float(np.mean(np.asarray(data.correct_top5[k])))}
-              for k, name in enumerate(outputs.names)]
-    return _with_paths({
-        "dataset": outputs.dataset, "split": split, "num_examples": int(data.num_examples),
-        "models": models,
-        "edges": [[k, j] for k, succ in enumerate(graph.successors) for j in succ],
-        "paths": report["paths"], "operating_points": operating_points(report),
-        "policies": rows})
-
-
-def _print_summary(flat, budgets) -> None:
-    print(f"{flat['dataset']} {flat['split']} ({flat['num_examples']} examples), cascade of "
-          f"{len(flat['models'])} models")
-    for m in flat["models"]:
-        print(f"  {m['name']:>10}: relative cost {m['relative_cost']:.3f}, accuracy "
-              f"{m['accuracy']:.4f}")
-    ops = flat["operating_points"]
-    print(f"reference: {ops['reference']['model']} (test accuracy "
-          f"{ops['reference']['test_accuracy']:.4f})")
-    print(f"{'loss':>5} {'chosen on':>9} {'policy':>10} {'test acc':>9} {'change':>8} "
-          f"{'test cost':>9} {'speed-up':>8}")
-    for p in ops["points"]:
-        if p["feasible"]:
-            print(f"{p['loss']:>5.2f} {p['selected_on']:>9} {p['family']:>10} "
-                  f"{p['test_accuracy']:>9.4f} "
-                  f"{p['test_accuracy_change']:>+8.4f} {p['test_relative_cost']:>9.3f} "
-                  f"{p['test_speedup_vs_reference']:>8.2f}")
-    print(f"{'budget':>6} {'policy':>10} {'test acc':>9} {'test cost':>9}")
-    for b in budgets:
-        if b["feasible"]:
-            print(f"{b['budget']:>6.2f} {b['family']:>10} {b['test_accuracy']:>9.4f} "
-                  f"{b['test_relative_cost']:>9.3f}")
-    oracle = next(r for r in flat["policies"] if r["family"] == "oracle")
-    print(f"oracle: accuracy {oracle['accuracy']:.4f}, relative cost "
-          f"{oracle['relative_cost']:.3f}")
-
-
-def cascade_inputs(config, members=None, restored=None):
-    """(outputs, graph, {split: CascadeData}) of a cascade config's trained members."""
-    outputs = member_outputs(members or cascade_members(config), restored)
-    graph = make_graph(len(outputs.names), tuple(config.cascade.edges))
-    data = {s: cascade_data(outputs.logits[s], outputs.labels[s], outputs.macs)
-            for s in ("val", "test")}
-    return outputs, graph, data
-
-
-def output_dir(config, flags) -> str:
-    path = os.path.join(flags.workdir or config.cascade.root, "eval")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def run(config, flags) -> dict[str, Any]:
-    from jee.report_cli import write_csv
-
-    split = flags.split
-    if split not in ("val", "test"):
-        raise ValueError(f"--split must be val or test, got {split!r}")
-    outputs, graph, data = cascade_inputs(config)
-    report = cascade_report(data["val"], data["test"], graph, outputs.names)
-    flat = flat_report(report, outputs, graph, data[split], split)
-    budgets = _with_paths(budget_table(report, BUDGETS))
-    out = output_dir(config, flags)
-    if jax.process_index() == 0:
-        for name, obj in (("report.json", flat), ("report_full.json", _with_paths(report)),
-                          ("budgets.json", budgets)):
-            with open(os.path.join(out, name), "w") as f:
-                json.dump(obj, f, indent=2)
-        write_csv(os.path.join(out, "report.csv"), flat["policies"], "path_fractions")
-        plots.plot_accuracy_vs_cost(report, os.path.join(out, "accuracy_vs_cost.png"),
-                                    split=split,
-                                    title=f"{outputs.dataset} cascade: accuracy vs relative cost")
-        picks = [report["oracle"][split]] + [
-            {**row_of_pick(report["families"]["bolukbasi"], p, split),
-             "name": f"bolukbasi, loss {p['loss']:g}"}
-            for p in flat["operating_points"]["points"]
-            if p["feasible"] and p["family"] == "bolukbasi" and p["selected_on"] == "val"]
-        ticks = [" > ".join(p["models"]) for p in report["paths"]]
-        plots.plot_exit_histograms(picks, os.path.join(out, "path_histograms.png"),
-                                   xlabel="path", ticks=ticks)
-        _print_summary(flat, budgets)
-        print(f"wrote {out}/report.json, report.csv, budgets.json, accuracy_vs_cost.png, "
-              "path_histograms.png")
-    return flat

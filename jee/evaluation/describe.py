@@ -1,4 +1,6 @@
-"""``evaluate.py --describe`` for a cascade: each member's cost and every path, no checkpoint."""
+"""``evaluate.py --describe``: a network's exits (block, MACs, relative cost, parameters) or a
+cascade's members and paths, from the config alone: no data (for known datasets) and no
+checkpoint."""
 
 from __future__ import annotations
 
@@ -6,12 +8,15 @@ from typing import Any
 
 from jee.cascade.graph import make_graph
 from jee.cascade.members import cascade_members
+from jee.config import is_cascade
+from jee.evaluation.options import DescribeOptions
 from jee.models import count_params, split
+from jee.models.describe import describe, format_table
+from jee.outputs import is_writer, write_json
+from jee.runs import model_for_config
 
 
 def describe_cascade(config) -> dict[str, Any]:
-    from jee.evaluation import model_for_config
-
     members = cascade_members(config)
     models = []
     for m in members:
@@ -38,3 +43,20 @@ def format_cascade(desc: dict[str, Any]) -> str:
     for p in desc["paths"]:
         lines.append(f"  {' -> '.join(p['models'])}: {p['relative_cost']:.3f}")
     return "\n".join(lines)
+
+
+def run(config, options: DescribeOptions, out: str | None) -> dict[str, Any]:
+    """Prints the description; writes ``out/describe.json`` if ``out``."""
+    if is_cascade(config):
+        desc = describe_cascade(config)
+        text = format_cascade(desc)
+    else:
+        desc = describe(model_for_config(config))
+        text = format_table(desc)
+    if is_writer():
+        print(text)
+    if out:
+        path = write_json(out, "describe.json", desc)
+        if is_writer():
+            print(f"wrote {path}")
+    return desc

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.cascade.graph import CascadeGraph
-from jee.policy.features import exit_features, topk_correct
+from jee.policy.features import Outcomes, exit_features, topk_correct
 from jee.policy.oracle import oracle_exits
 
 FEATURE_NAMES: tuple[str, ...] = ("max_prob", "margin", "entropy", "agrees_root",
@@ -41,22 +41,13 @@ def cascade_features(logits: jax.Array, root_logits: jax.Array) -> jax.Array:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class CascadeData:
-    """features [M, N, F], correct / correct_top5 [M, N] bool, costs [M] (relative to the
-    most expensive model) for one split."""
-
-    features: jax.Array
-    correct: jax.Array
-    correct_top5: jax.Array
-    costs: jax.Array
+class CascadeData(Outcomes):
+    """The outcomes of stopping after each model M of a cascade, for one split: its features,
+    its correctness and its cost (relative to the most expensive model)."""
 
     @property
     def num_models(self) -> int:
-        return self.features.shape[0]
-
-    @property
-    def num_examples(self) -> int:
-        return self.features.shape[1]
+        return self.num_exits
 
 
 @jax.jit
@@ -84,26 +75,10 @@ def cascade_data(logits, labels, costs) -> CascadeData:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class PathOutcomes:
-    """correct / correct_top5 [P, N] and costs [P] of every path of a graph, with the
-    models' features [M, N, F] that routing policies read.
-
-    Duck-types ``jee.policy.features.ExitData`` for ``jee.policy.metrics`` and
-    ``jee.policy.sweeps``: paths play the exits, so ``num_exits`` is the number of paths.
-    """
-
-    features: jax.Array
-    correct: jax.Array
-    correct_top5: jax.Array
-    costs: jax.Array
-
-    @property
-    def num_exits(self) -> int:
-        return self.correct.shape[0]
-
-    @property
-    def num_examples(self) -> int:
-        return self.correct.shape[1]
+class PathOutcomes(Outcomes):
+    """The outcomes of every path P of a graph: correct when the path's last model is, costing
+    the sum of its models, with the models' features [M, N, F] that routing policies read.
+    Paths play the part of exits in ``jee.policy.metrics`` and ``jee.policy.sweeps``."""
 
 
 def path_outcomes(data: CascadeData, graph: CascadeGraph) -> PathOutcomes:

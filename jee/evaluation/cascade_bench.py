@@ -1,0 +1,204 @@
+"""``evaluate.py --config configs/*_cascade.py --benchmark``: the cascade's wall-clock speed-up.
+
+The learned routing policies at the operating points of the report (no accuracy loss against
+the best single model, and 1 point of loss, each chosen on validation and, after the fact, on
+test) run over the whole test split in batches of ``--batch_size``, each mode compiled once
+and timed over ``--repeats`` passes after a warm-up pass:
+
+- ``reference``: the best single model (by validation accuracy) alone, the baseline;
+- ``masked``: every model on every example, routing applied afterwards (nothing saved);
+- ``bucketed``: :class:`jee.infer.cascade.CascadeEngine`, each model only on the examples
+  routed to it;
+- with ``stream`` among ``--modes``: ``stream``, :class:`jee.infer.stream.StreamCascadeEngine`
+  with batch ``--batch_size`` fed the same batches, each model run on full batches of the
+  examples routed to it across input batches; and for every other size ``a`` of
+  ``--arrival_sizes``, requests arriving as host arrays of ``a`` rows: ``bucketed@a`` runs
+  the bucketed engine on each of them as it comes, ``stream@a`` feeds them to the stream.
+
+The measured speed-up (reference time / mode time) is reported next to two ideal ones: by
+MACs, the reference model's cost over the mean cost of the paths taken, and by time, the
+reference model's time over the mean time of the paths taken, each model timed alone on the
+whole split (what the engine could reach if routing and compaction were free). Every mode's
+predictions are checked against the offline simulation of the same policy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jee import data as data_lib
+from jee.cascade.fit import fit_cascade
+from jee.cascade.members import cascade_members
+from jee.cascade.sweeps import cascade_report, operating_points
+from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
+from jee.evaluation.options import BenchmarkOptions
+from jee.infer.benchmark import arrival_chunks, time_calls, unpad
+from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
+from jee.infer.stream import StreamCascadeEngine
+from jee.outputs import is_writer, write_json
+from jee.policy.sweeps import DEFAULT_LAMBDAS
+from jee.runs import backbone_function
+
+
+def _test_batches(ds, batch_size: int):
+    """The test split as device arrays of ``batch_size`` rows (the last padded) and the
+    number of real rows in each."""
+    images, counts = [], []
+    for batch in data_lib.eval_batches(ds, "test", batch_size=batch_size):
+        images.append(jax.device_put(jnp.asarray(batch["image"]), jax.devices()[0]))
+        counts.append(int(np.sum(batch["mask"])))
+    return images, counts
+
+
+def _each(engine, chunks) -> list:
+    return [engine(x) for x in chunks]
+
+
+def _streamed(engine: StreamCascadeEngine, chunks, num_examples: int):
+    # num_examples drops the padding rows of the last batch: the stream pads nothing.
+    return engine.run(iter(chunks), num_examples=num_examples)
+
+
+def _time_passes(fn, args, repeats: int):
+    """(outputs of the first pass ``fn(*args)``, first-pass seconds, median seconds per pass,
+    compilations after the first pass)."""
+    out, first, times, _, steady = time_calls(fn, args, repeats)
+    return out, first, float(np.median(times)), steady.count
+
+
+def _mode_runs(engines: dict, batches, counts, arrivals: dict, batch_size: int):
+    """``(name, engine, pass function, chunks, real rows per chunk, arrival size)`` of every
+    mode: masked and bucketed on the batches, then per arrival size (``arrivals``: size ->
+    (chunks, real rows)) the stream fed the chunks, and for sizes other than the batch the
+    bucketed engine on each chunk as it arrives."""
+    runs = [(m, engines[m], _each, batches, counts, batch_size) for m in ("masked", "bucketed")]
+    if "stream" not in engines:
+        return runs
+    for size, (chunks, sizes) in arrivals.items():
+        if size == batch_size:
+            runs.append(("stream", engines["stream"], _streamed, chunks, sizes, size))
+        else:
+            runs += [(f"bucketed@{size}", engines["bucketed"], _each, chunks, sizes, size),
+                     (f"stream@{size}", engines["stream"], _streamed, chunks, sizes, size)]
+    return runs
+
+
+def run(config, options: BenchmarkOptions, out: str) -> dict:
+    """Times the cascade ``config`` at its operating points; writes ``out/benchmark.json``."""
+    members = cascade_members(config)
+    restored = [restore_member(m) for m in members]
+    outputs, graph, data = cascade_inputs(config, members, restored)
+    learned, _ = fit_cascade(data["val"], graph, DEFAULT_LAMBDAS)
+    report = cascade_report(data["val"], data["test"], graph, outputs.names, learned=learned)
+    ops = operating_points(report)
+    ref_name = ops["reference"]["model"]
+    ref = outputs.names.index(ref_name)
+    lambdas = np.asarray(learned.lam).tolist()
+
+    functions = [backbone_function(model, state) for _, model, state in restored]
+    batches, counts = _test_batches(restored[0][0], options.batch_size)
+    ladder = options.make_ladder()
+    labels = outputs.labels["test"]
+    # Every model alone: the reference's time is the baseline, and the others' give the
+    # speed-up the paths would have if the engine added nothing (small models can cost far
+    # more time per MAC than large ones).
+    alone = [_time_passes(_each, (jax.jit(f), batches), options.repeats) for f in functions]
+    ref_out, first, ref_s, ref_recompiles = alone[ref]
+    model_s = [a[2] for a in alone]
+    path_s = graph.path_costs(model_s)
+    results = {"reference": {"model": ref_name, "seconds_per_pass": ref_s,
+                             "images_per_s": len(labels) / ref_s, "compile_s": first - ref_s,
+                             "recompiles_after_warmup": ref_recompiles,
+                             "accuracy": float(np.mean(
+                                 unpad(ref_out, counts).argmax(-1) == labels))},
+               "seconds_per_pass_alone": dict(zip(outputs.names, model_s, strict=True))}
+    results["points"] = []
+    engines = {}  # by lambda: two operating points often pick the same policy
+    stream = "stream" in options.modes
+    # Requests of each arrival size: the batches themselves at the batch size, else host
+    # arrays of the real rows.
+    images, arrivals = unpad(batches, counts), {}
+    for size in options.arrivals() if stream else ():
+        if size == options.batch_size:
+            arrivals[size] = batches, counts
+        else:
+            chunks, sizes = arrival_chunks(images, None, size, on_device=False)
+            arrivals[size] = [x for x, _ in chunks], sizes
+    for point in ops["points"]:
+        if point["family"] != "bolukbasi" or not point["feasible"]:
+            continue
+        index = lambdas.index(point["params"]["lambda"])
+        policy = learned[index]
+        if index not in engines:
+            engines[index] = {"masked": MaskedCascadeEngine(functions, policy),
+                              "bucketed": CascadeEngine(functions, policy, ladder=ladder)}
+            if stream:
+                engines[index]["stream"] = StreamCascadeEngine(
+                    functions, policy, batch_size=options.batch_size)
+        offline_path = np.asarray(policy.paths_from_features(data["test"].features))
+        offline_final = np.asarray([p[-1] for p in graph.paths()])[offline_path]
+        entry = {"loss": point["loss"], "selected_on": point["selected_on"],
+                 "lambda": point["params"]["lambda"],
+                 "test_accuracy": point["test_accuracy"],
+                 "test_relative_cost": point["test_relative_cost"],
+                 "ideal_speedup": point["test_speedup_vs_reference"],
+                 "timed_ideal_speedup": ref_s / float(
+                     np.dot(point["test_exit_fractions"], path_s)),
+                 "path_fractions": point["test_exit_fractions"], "modes": {}}
+        for mode, engine, run_pass, chunks, sizes, size in _mode_runs(
+                engines[index], batches, counts, arrivals, options.batch_size):
+            streamed = run_pass is _streamed
+            before = (engine.batches_run.copy(), engine.partial_batches.copy()) if streamed \
+                else None
+            args = (engine, chunks, len(labels)) if streamed else (engine, chunks)
+            passes, first, seconds, recompiles = _time_passes(run_pass, args, options.repeats)
+            if streamed:
+                final, logits = (np.asarray(a) for a in passes[:2])
+            else:
+                final = unpad([o[0] for o in passes], sizes)
+                logits = unpad([o[1] for o in passes], sizes)
+            stats = entry["modes"][mode] = {
+                "arrival_size": size,
+                "seconds_per_pass": seconds, "images_per_s": len(labels) / seconds,
+                "compile_s": first - seconds, "recompiles_after_warmup": recompiles,
+                "speedup": ref_s / seconds,
+                "accuracy": float(np.mean(logits.argmax(-1) == labels)),
+                "agreement": float(np.mean(final == offline_final))}
+            if streamed:
+                # Every pass runs the same batches: the warm-up and the timed ones.
+                runs = options.repeats + 1
+                stats["batches_per_pass"] = ((engine.batches_run - before[0]) // runs).tolist()
+                stats["partial_batches_per_pass"] = (
+                    (engine.partial_batches - before[1]) // runs).tolist()
+        results["points"].append(entry)
+    record = {"config": config.cascade.root, "models": list(outputs.names),
+              "relative_costs": np.asarray(data["test"].costs).tolist(),
+              "paths": report["paths"], "num_examples": len(labels),
+              "batch_size": options.batch_size,
+              "ladder": list(ladder), "backend": jax.default_backend(),
+              "repeats": options.repeats, **results}
+    if is_writer():
+        _print(record)
+        print(f"wrote {write_json(out, 'benchmark.json', record)}")
+    return record
+
+
+def _print(result: dict) -> None:
+    ref = result["reference"]
+    print(f"cascade {result['models']}, batch {result['batch_size']} on {result['backend']}; "
+          f"reference {ref['model']}: {ref['images_per_s']:.0f} img/s, accuracy "
+          f"{ref['accuracy']:.4f}")
+    print("each model alone: " + ", ".join(
+        f"{n} {s * 1e3:.0f} ms" for n, s in result["seconds_per_pass_alone"].items())
+        + " per pass")
+    print(f"{'loss':>5} {'chosen on':>9} {'mode':>11} {'img/s':>8} {'speed-up':>8} "
+          f"{'ideal MACs':>10} {'ideal time':>10} {'accuracy':>8} {'agree':>6} {'compile s':>9} "
+          f"{'recompiles':>10}")
+    for p in result["points"]:
+        for mode, s in p["modes"].items():
+            print(f"{p['loss']:>5.2f} {p['selected_on']:>9} {mode:>11} {s['images_per_s']:>8.0f} "
+                  f"{s['speedup']:>8.2f} {p['ideal_speedup']:>10.2f} "
+                  f"{p['timed_ideal_speedup']:>10.2f} {s['accuracy']:>8.4f} {s['agreement']:>6.3f} "
+                  f"{s['compile_s']:>9.2f} {s['recompiles_after_warmup']:>10}")

@@ -1,0 +1,119 @@
+"""The stream mode of ``evaluate.py --benchmark``: the dataset section of a network's
+benchmark.json and the stream modes of a cascade's, on tiny digits networks.
+
+Timings are not checked (the machine is shared); what is checked is that the streaming
+engines agree with the masked mode and the offline policy on every example, compile nothing
+after warm-up, run full batches but for the last of each queue, and that the reported ideals
+follow from the reported times and fractions.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jee import train_lib
+from jee.config import load_config
+from jee.evaluation import commands
+from jee.evaluation.options import BenchmarkOptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH, DATASET_BATCHES = 32, 3
+
+
+def test_arrival_sizes_option():
+    options = BenchmarkOptions(batch_size=BATCH, arrival_sizes=["b", "8", 32, "5"])
+    assert options.arrival_sizes == ("B", 8, 32, 5)
+    assert options.arrivals() == (BATCH, 8, 5)  # "B" and 32 are the same size
+    assert BenchmarkOptions().arrivals() == (256, 8)
+    for bad in (["0"], ["x"], []):
+        with pytest.raises(ValueError, match="arrival_sizes"):
+            BenchmarkOptions(arrival_sizes=bad)
+
+
+def test_network_dataset_section(tmp_path):
+    config = load_config(os.path.join(ROOT, "configs", "digits.py") + ":smoke")
+    commands.run(config, BenchmarkOptions(
+        workdir=str(tmp_path), random_init=True, batch_size=BATCH, repeats=1, ladder="pow2",
+        modes=["full", "masked", "stream"], dataset_batches=DATASET_BATCHES))
+    bench = json.loads((tmp_path / "eval" / "benchmark.json").read_text())
+    assert set(bench["modes"]) == {"full", "masked"}  # stream is timed over the data set only
+    d = bench["dataset"]
+    n = DATASET_BATCHES * BATCH
+    assert d["num_examples"] == n and d["batch_size"] == BATCH
+    assert set(d["modes"]) == {"full", "bucketed", "stream", "bucketed@8", "stream@8"}
+    assert d["agreement"] == 1.0
+    for mode, stats in d["modes"].items():
+        assert stats["recompiles_after_warmup"] == 0, mode
+        assert stats["arrival_size"] == (8 if "@" in mode else BATCH)
+        assert stats["seconds_per_pass"] > 0
+        assert stats["images_per_s"] == pytest.approx(n / stats["seconds_per_pass"])
+        assert stats["speedup"] == pytest.approx(
+            d["modes"]["full"]["seconds_per_pass"] / stats["seconds_per_pass"])
+        assert stats["efficiency"] == pytest.approx(stats["speedup"] / d["ideal_speedup"])
+        assert stats["efficiency_by_time"] == pytest.approx(
+            stats["speedup"] / d["ideal_by_time"])
+        if mode != "full":
+            assert stats["agreement"] == 1.0, mode
+    # The synthetic policy replays assigned exits: the ideals follow from them.
+    fractions = np.asarray(d["exit_fractions"])
+    assert fractions.sum() == pytest.approx(1.0)
+    assert d["ideal_speedup"] == pytest.approx(1 / np.dot(fractions, bench["relative_costs"]))
+    reach = fractions[::-1].cumsum()[::-1]  # an example reaches k if it exits at k or later
+    np.testing.assert_allclose(d["reach_fractions"], reach)
+    segment_s = np.asarray(d["segment_seconds_at_batch"])
+    assert segment_s.shape == fractions.shape and np.all(segment_s > 0)
+    assert d["ideal_by_time"] == pytest.approx(d["full_seconds_at_batch"]
+                                               / np.dot(reach, segment_s))
+    # The stream runs every segment on full batches but the last one of each queue.
+    reached = np.rint(reach * n).astype(int)
+    for mode in ("stream", "stream@8"):
+        stats = d["modes"][mode]
+        np.testing.assert_array_equal(stats["batches_per_pass"], -(-reached // BATCH))
+        np.testing.assert_array_equal(stats["partial_batches_per_pass"], reached % BATCH > 0)
+    # Arriving in chunks of 8 changes nothing the stream compiles.
+    assert d["modes"]["stream"]["compiles_at_warmup"] > 0
+    assert d["modes"]["stream@8"]["compiles_at_warmup"] == 0
+
+
+@pytest.fixture(scope="module")
+def cascade(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits_cascade")
+    spec = os.path.join(ROOT, "configs", "digits_cascade.py")
+    config = load_config(f"{spec}:smoke")
+    config.cascade.root = str(root)
+    for name in config.cascade.names:
+        member = load_config(f"{spec}:{name},smoke")
+        member.max_steps = 12
+        train_lib.train_and_evaluate(member, str(root / name))
+    return config, root
+
+
+def test_cascade_stream_modes_match_the_offline_policy(cascade):
+    config, root = cascade
+    batch = 128
+    commands.run(config, BenchmarkOptions(batch_size=batch, repeats=1, ladder="pow2",
+                                          modes=["stream"]))
+    bench = json.loads((root / "eval" / "benchmark.json").read_text())
+    assert bench["points"], "no operating point was feasible"
+    n = bench["num_examples"]
+    models = bench["models"]
+    for point in bench["points"]:
+        modes = point["modes"]
+        assert set(modes) == {"masked", "bucketed", "stream", "bucketed@8", "stream@8"}
+        for mode, stats in modes.items():
+            assert stats["agreement"] == 1.0, mode
+            assert stats["recompiles_after_warmup"] == 0, mode
+            assert stats["accuracy"] == pytest.approx(point["test_accuracy"], abs=1e-6)
+            assert stats["arrival_size"] == (8 if "@" in mode else batch)
+        # Each model runs ceil(visits / batch) batches per pass, one of them partial at most.
+        visits = np.zeros(len(models))
+        for fraction, path in zip(point["path_fractions"], bench["paths"], strict=True):
+            for name in path["models"]:
+                visits[models.index(name)] += fraction * n
+        visits = np.rint(visits).astype(int)
+        for mode in ("stream", "stream@8"):
+            np.testing.assert_array_equal(modes[mode]["batches_per_pass"], -(-visits // batch))
+            np.testing.assert_array_equal(modes[mode]["partial_batches_per_pass"],
+                                          visits % batch > 0)
