@@ -39,6 +39,15 @@ BENCHMARKS = [
     for budget in budgets
 ]
 CASCADES = [("fm_cascade", "Fashion-MNIST: EENet-8 (4 filters), ResNet-8 (8), ResNet-20 (8)")]
+# (run, benchmark file, label) of benchmarks run with --modes ...,stream (a dataset section).
+STREAM_BENCHMARKS = [
+    ("bench110_b256", "benchmark_stream.json",
+     "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
+    ("fm_eenet8", "benchmark_stream.json",
+     "Fashion-MNIST EENet-8, trained, Bolukbasi policy at budget 0.7"),
+    ("fm_eenet20", "benchmark_stream.json",
+     "Fashion-MNIST ResNet-20, trained, Bolukbasi policy at budget 0.5"),
+]
 # Issue 8's criterion: the learned policy against the max-probability threshold at every
 # budget from 0.3 to 0.9.
 CURVE_BUDGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -172,6 +181,26 @@ def benchmark_table(runs: str) -> list[str]:
     return out
 
 
+def stream_table(runs: str) -> list[str]:
+    """The dataset sections: whole passes, input arriving in chunks of the batch and of 8."""
+    out = ["| network | images | batch | ideal by MACs | ideal by time | mode | arrival | "
+           "images/s | speed-up | efficiency by time | agreement | recompiles |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run, name, label in STREAM_BENCHMARKS:
+        path = os.path.join(runs, run, "eval", name)
+        if not os.path.exists(path):
+            continue
+        d = _load(path)["dataset"]
+        for mode, m in d["modes"].items():
+            agree = f"{m['agreement']:.4f}" if "agreement" in m else "-"
+            out.append(f"| {label} | {d['num_examples']} | {d['batch_size']} | "
+                       f"{d['ideal_speedup']:.2f} | {d['ideal_by_time']:.2f} | {mode} | "
+                       f"{m['arrival_size']} | {m['images_per_s']:.0f} | {m['speedup']:.2f} | "
+                       f"{m['efficiency_by_time']:.2f} | {agree} | "
+                       f"{m['recompiles_after_warmup']} |")
+    return out
+
+
 def cascade_tables(runs: str, docs: str) -> list[str]:
     out = []
     for run, label in CASCADES:
@@ -246,6 +275,13 @@ def main() -> None:
     lines += curve_comparison(runs) + [""]
     lines += ["## Wall-clock speed-up of compiled early exit (this 2-core CPU)", ""]
     lines += benchmark_table(runs)
+    lines += ["", "## Streaming early exit over a whole split (this 2-core CPU)", "",
+              "Every segment runs on full batches of survivors gathered across input batches "
+              "(`--modes ...,stream`); `bucketed` runs each arriving chunk alone, `full` is the "
+              "plain network batch by batch. Ideal by time: the plain network's time at the "
+              "batch size over the sum of each segment's own time at that size weighted by the "
+              "fraction of examples reaching it, all measured in the same run.", ""]
+    lines += stream_table(runs)
     lines += ["", "## Network selection over a cascade of models", ""]
     lines += cascade_tables(runs, docs)
     print("\n".join(lines))

@@ -45,6 +45,14 @@ def batch_norm(channels: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(channels, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
+def _conv_bn_layers(block, specs, dtype, rngs) -> None:
+    """Gives ``block`` ``conv{i}`` and ``bn{i}`` (from 1) for each ``(cin, cout, kernel,
+    stride)`` of ``specs``: the main path of a residual block, in order."""
+    for i, (cin, cout, kernel, stride) in enumerate(specs, 1):
+        setattr(block, f"conv{i}", conv(cin, cout, kernel, stride, dtype=dtype, rngs=rngs))
+        setattr(block, f"bn{i}", batch_norm(cout, dtype=dtype, rngs=rngs))
+
+
 def _projection(cin: int, cout: int, stride: int, dtype, rngs):
     """(1x1 conv, BN) of the shortcut where the shape changes, else (None, None)."""
     if stride == 1 and cin == cout:
@@ -65,10 +73,8 @@ class BasicBlock(nnx.Module):
     def __init__(self, in_shape: Shape, channels: int, stride: int, *, dtype: Any,
                  rngs: nnx.Rngs):
         h, w, cin = in_shape
-        self.conv1 = conv(cin, channels, 3, stride, dtype=dtype, rngs=rngs)
-        self.bn1 = batch_norm(channels, dtype=dtype, rngs=rngs)
-        self.conv2 = conv(channels, channels, 3, 1, dtype=dtype, rngs=rngs)
-        self.bn2 = batch_norm(channels, dtype=dtype, rngs=rngs)
+        _conv_bn_layers(self, [(cin, channels, 3, stride), (channels, channels, 3, 1)],
+                        dtype, rngs)
         self.proj, self.proj_bn = _projection(cin, channels, stride, dtype, rngs)
         self.out_shape: Shape = (_down(h, stride), _down(w, stride), channels)
 
@@ -88,12 +94,8 @@ class Bottleneck(nnx.Module):
                  rngs: nnx.Rngs):
         h, w, cin = in_shape
         cout = width * self.expansion
-        self.conv1 = conv(cin, width, 1, 1, dtype=dtype, rngs=rngs)
-        self.bn1 = batch_norm(width, dtype=dtype, rngs=rngs)
-        self.conv2 = conv(width, width, 3, stride, dtype=dtype, rngs=rngs)
-        self.bn2 = batch_norm(width, dtype=dtype, rngs=rngs)
-        self.conv3 = conv(width, cout, 1, 1, dtype=dtype, rngs=rngs)
-        self.bn3 = batch_norm(cout, dtype=dtype, rngs=rngs)
+        _conv_bn_layers(self, [(cin, width, 1, 1), (width, width, 3, stride),
+                               (width, cout, 1, 1)], dtype, rngs)
         self.proj, self.proj_bn = _projection(cin, cout, stride, dtype, rngs)
         self.out_shape: Shape = (_down(h, stride), _down(w, stride), cout)
 
