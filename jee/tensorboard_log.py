@@ -85,25 +85,31 @@ def _png_summary(tag: str, png: bytes):
 
 
 def exit_histogram_png(fractions, title: str) -> bytes:
-    """A bar chart of the fraction of examples leaving at each exit, as PNG bytes."""
-    # Imported at the first validation (matplotlib is slow to import). A bare Figure, no
-    # pyplot: no global figure state, no GUI backend; savefig renders it with Agg.
-    from matplotlib.figure import Figure
+    """A bar chart of the fraction of examples leaving at each exit, as PNG bytes.
 
-    fractions = np.asarray(fractions, float)
-    fig = Figure(figsize=(4, 2.6), dpi=80)
-    ax = fig.add_subplot()
-    labels = [str(k) for k in range(len(fractions) - 1)] + ["final"]
-    ax.bar(labels, fractions, color="tab:blue")
-    for x, f in enumerate(fractions):
-        ax.text(x, f, f"{f:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(0, 1.1)
-    ax.set_xlabel("exit")
-    ax.set_ylabel("fraction of examples")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    Drawn with Pillow, not matplotlib: a run draws one at every validation, and matplotlib's
+    import and figure set-up cost more than the rest of the logging together.
+    """
+    # Local: Pillow is only needed once a run validates (as for the data sources' images).
+    from PIL import Image, ImageDraw
+
+    fractions = np.clip(np.asarray(fractions, float), 0.0, 1.0)
+    width, height, top, bottom, left = 320, 200, 30, 24, 10
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((left, 6), title, fill="black")
+    slot = (width - 2 * left) / max(1, len(fractions))
+    base, span = height - bottom, height - bottom - top - 12
+    draw.line([(left, base), (width - left, base)], fill="black")
+    for k, f in enumerate(fractions):
+        x0 = left + k * slot + slot * 0.15
+        x1 = left + (k + 1) * slot - slot * 0.15
+        draw.rectangle([x0, base - f * span, x1, base], fill=(31, 119, 180))
+        draw.text((x0, base - f * span - 11), f"{f:.2f}", fill="black")
+        label = "final" if k == len(fractions) - 1 else f"exit {k}"
+        draw.text((x0, base + 5), label, fill="black")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 

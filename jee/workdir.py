@@ -57,7 +57,8 @@ def _nearest_existing_parent(path: str) -> str:
 
 
 def _probe_writable(directory: str, wanted: str) -> None:
-    probe = os.path.join(directory, f".jee_write_probe_{os.getpid()}")
+    # Host and pid: the processes of a multi-host run may probe one shared directory at once.
+    probe = os.path.join(directory, f".jee_write_probe_{socket.gethostname()}_{os.getpid()}")
     try:
         with open(probe, "w"):
             pass

@@ -4,7 +4,7 @@
     python scripts/bench_logging_overhead.py --config configs/digits.py:smoke --runs 1
 
 Each run is a fresh ``train.py`` process training from scratch in a new temporary workdir, so
-it pays everything a user's run pays (imports of tensorboardX and matplotlib included). The
+it pays everything a user's run pays (the import of tensorboardX included). The
 two settings alternate, in ABBA order, so that drift in the machine's load hits both alike.
 Prints every wall time, the median of each setting, their ratio (on / off) and the size of
 the event files.
