@@ -10,6 +10,7 @@ import os
 
 import jax
 
+from jee.errors import USER_ERRORS
 from jee.workdir import WorkdirError, check_workdir, make_dir, remove_if_created
 
 
@@ -23,10 +24,10 @@ def eval_dir(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def prepared(workdir: str, *, must_exist: bool, user_errors: tuple = (Exception,)):
+def prepared(workdir: str, *, must_exist: bool):
     """Checks ``workdir`` and creates ``workdir/eval`` before the work inside the block, so
-    a bad path fails at once rather than after a report is computed; if the block raises one
-    of ``user_errors``, what was created here is removed again."""
+    a bad path fails at once rather than after a report is computed; if the block raises a
+    user error, what was created here is removed again (a bug keeps the folders to look at)."""
     existed = check_workdir(workdir, must_exist=must_exist)
     out = eval_dir(workdir)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -36,7 +37,7 @@ def prepared(workdir: str, *, must_exist: bool, user_errors: tuple = (Exception,
     try:
         check_workdir(out)
         yield out
-    except user_errors:
+    except USER_ERRORS:
         remove_if_created(out, out_existed)
         remove_if_created(workdir, existed)
         raise

@@ -547,34 +547,11 @@ def inference_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     }
 
 
-def _segment_seconds(net: InferenceNet, x, repeats: int) -> tuple[float, list[float]]:
-    """Median seconds of the plain backbone on ``x`` and of each segment alone at ``x``'s
-    batch size, segment k fed what segments 0..k-1 compute from ``x`` (real features)."""
-    import jax
-    import numpy as np
-
-    full = jax.jit(net.full)
-    jax.block_until_ready(full(x))
-    calls, h = [(full, x)], x
-    for segment in net.segments:
-        fn = jax.jit(segment)
-        calls.append((fn, h))
-        h = jax.block_until_ready(fn(h))[0]
-    times = np.zeros((max(1, repeats), len(calls)))
-    # Round-robin, so the drift of a shared machine hits every call alike.
-    for r in range(times.shape[0]):
-        for i, (fn, arg) in enumerate(calls):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(arg))
-            times[r, i] = time.perf_counter() - start
-    median = np.median(times, axis=0)
-    return float(median[0]), median[1:].tolist()
-
-
 def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     import jax
     import numpy as np
 
+    from jee.infer.benchmark import segment_times
     from jee.infer.compiles import CompileCounter
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
@@ -600,7 +577,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     reach = [float(np.mean(ref_exit >= k)) for k in range(num_segments)]
     exit_fractions = (np.bincount(ref_exit, minlength=num_segments) / n).tolist()
     ideal = 1.0 / float(np.dot(exit_fractions, net.costs))
-    full_s, segment_s = _segment_seconds(net, batches[0][0], s.repeats)
+    full_s, segment_s = segment_times(net.segments, net.full, batches[0][0], s.repeats)
     ideal_s, by_time = ideal_by_time(full_s, segment_s, reach)
 
     full = jax.jit(net.full)

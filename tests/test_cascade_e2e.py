@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 
-from jee import train_lib
 from jee.checkpoint import CheckpointError
 from jee.config import load_config
 from jee.evaluation import commands
@@ -17,20 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "digits_cascade.py")
 
 
-@pytest.fixture(scope="module")
-def cascade(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits_cascade")
-    config = load_config(f"{CONFIG}:smoke")
-    config.cascade.root = str(root)
-    for name in config.cascade.names:
-        member = load_config(f"{CONFIG}:{name},smoke")
-        member.max_steps = 12
-        train_lib.train_and_evaluate(member, str(root / name))
-    return config, root
-
-
-def test_cascade_report(cascade):
-    config, root = cascade
+def test_cascade_report(digits_cascade):
+    config, root = digits_cascade
     commands.run(config, ReportOptions())
     report = json.loads((root / "eval" / "report.json").read_text())
     assert report["num_examples"] == 359
@@ -64,8 +51,8 @@ def test_cascade_report(cascade):
         assert (root / "eval" / name).stat().st_size > 0
 
 
-def test_cascade_benchmark_matches_the_offline_policy(cascade):
-    config, root = cascade
+def test_cascade_benchmark_matches_the_offline_policy(digits_cascade):
+    config, root = digits_cascade
     commands.run(config, BenchmarkOptions(batch_size=128, repeats=2, ladder="pow2"))
     bench = json.loads((root / "eval" / "benchmark.json").read_text())
     assert bench["reference"]["recompiles_after_warmup"] == 0
@@ -84,8 +71,8 @@ def test_cascade_benchmark_matches_the_offline_policy(cascade):
             assert stats["accuracy"] == pytest.approx(point["test_accuracy"], abs=1e-6)
 
 
-def test_cascade_describe_and_missing_member(cascade, tmp_path, capsys):
-    config, _ = cascade
+def test_cascade_describe_and_missing_member(digits_cascade, tmp_path, capsys):
+    config, _ = digits_cascade
     commands.run(config, DescribeOptions())
     assert "tiny -> small -> large" in capsys.readouterr().out
     missing = load_config(f"{CONFIG}:smoke")

@@ -13,22 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jee.infer.cascade import STOP, MaskedCascadeEngine
+from jee.infer.cascade import MaskedCascadeEngine
 from jee.infer.compiles import CompileCounter
 from jee.infer.masked import MaskedEngine, masked_forward
 from jee.infer.stream import StreamCascadeEngine, StreamEngine
 from jee.infer.stream_sched import FEED, QueueView, assemble, deepest_full_first
 from jee.infer.synthetic import SyntheticPolicy, synthetic_exits
+from tests.test_infer import NEAR, THRESHOLD, ThresholdPolicy, conv_segments, normal
+from tests.test_infer_cascade import DIM, ConfidenceRoutes, make_weights
+from tests.test_infer_cascade import linear_models as cascade_models
 
 NUM_CLASSES, WIDTH, BATCH, NUM_EXITS = 5, 12, 16, 4
-THRESHOLD, NEAR = 0.5, 1e-4  # rows this close to the threshold are not compared
 N = 1000
 FRACTIONS = [0.4, 0.2, 0.15, 0.25]
-
-
-def normal(rng, *shape, scale=1.0):
-    # NumPy draws: jax.random compiles a program per shape.
-    return jnp.asarray(scale * rng.standard_normal(shape), jnp.float32)
 
 
 def dense_segments(seed, num_exits=NUM_EXITS):
@@ -44,28 +41,6 @@ def dense_segments(seed, num_exits=NUM_EXITS):
             return None if last else z, z @ head, jax.nn.sigmoid(z @ conf_w)
         segments.append(segment)
     return segments
-
-
-def conv_segments(seed, channels=(4, 6, 8)):
-    rng = np.random.default_rng(seed)
-    segments, c_in = [], 3
-    for k, c in enumerate(channels):
-        w = normal(rng, 3, 3, c_in, c, scale=1 / np.sqrt(9 * c_in))
-        head, conf_w = normal(rng, c, NUM_CLASSES), normal(rng, c, scale=4.0)
-        last, stride, c_in = k == len(channels) - 1, 2 if k == 1 else 1, c
-
-        def segment(h, w=w, head=head, conf_w=conf_w, last=last, stride=stride):
-            h = jnp.tanh(jax.lax.conv_general_dilated(
-                h, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-            pooled = h.mean((1, 2))
-            return None if last else h, pooled @ head, jax.nn.sigmoid(pooled @ conf_w)
-        segments.append(segment)
-    return segments
-
-
-class ThresholdPolicy:
-    def decide(self, k, logits, conf, aux):
-        return conf >= THRESHOLD
 
 
 def chunks(x, sizes, aux=None):
@@ -307,27 +282,9 @@ def test_misuse_is_refused(data):
     assert deepest_full_first(engine.view()) == FEED
 
 
-# Cascades: linear models, routed on softmax confidence (as in test_infer_cascade).
-DIM, STOP_ROOT, JUMP, STOP_LATER, JUMP_LATER = 8, 0.5, 0.35, 0.6, 0.45
-
-
-class ConfidenceRoutes:
-    def __init__(self, num_nodes):
-        self.last = num_nodes - 1
-
-    def route(self, k, logits, root_logits):
-        conf = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)
-        if k == 0:
-            return jnp.where(conf >= STOP_ROOT, STOP, jnp.where(conf < JUMP, 2, 1))
-        agree = jnp.argmax(logits, axis=-1) == jnp.argmax(root_logits, axis=-1)
-        return jnp.where(agree & (conf >= STOP_LATER), STOP,
-                         jnp.where(conf < JUMP_LATER, self.last, k + 1))
-
-
+# Cascades: the linear models and confidence routes of test_infer_cascade.
 def linear_models(num_nodes, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = [normal(rng, DIM, NUM_CLASSES, scale=0.5 + 0.2 * k) for k in range(num_nodes)]
-    return [lambda x, w=w: x @ w for w in weights]
+    return cascade_models(make_weights(num_nodes, seed))
 
 
 @pytest.fixture(scope="module")

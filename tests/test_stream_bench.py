@@ -13,7 +13,6 @@ import os
 import numpy as np
 import pytest
 
-from jee import train_lib
 from jee.config import load_config
 from jee.evaluation import commands
 from jee.evaluation.options import BenchmarkOptions
@@ -77,21 +76,8 @@ def test_network_dataset_section(tmp_path):
     assert d["modes"]["stream@8"]["compiles_at_warmup"] == 0
 
 
-@pytest.fixture(scope="module")
-def cascade(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits_cascade")
-    spec = os.path.join(ROOT, "configs", "digits_cascade.py")
-    config = load_config(f"{spec}:smoke")
-    config.cascade.root = str(root)
-    for name in config.cascade.names:
-        member = load_config(f"{spec}:{name},smoke")
-        member.max_steps = 12
-        train_lib.train_and_evaluate(member, str(root / name))
-    return config, root
-
-
-def test_cascade_stream_modes_match_the_offline_policy(cascade):
-    config, root = cascade
+def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
+    config, root = digits_cascade
     batch = 128
     commands.run(config, BenchmarkOptions(batch_size=batch, repeats=1, ladder="pow2",
                                           modes=["stream"]))

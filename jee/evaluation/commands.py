@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 
 from jee.config import is_cascade
-from jee.errors import USER_ERRORS
 from jee.evaluation import cascade_bench, cascade_report, describe, exit_bench, exit_report
 from jee.evaluation.options import BenchmarkOptions, DescribeOptions, ReportOptions
 from jee.outputs import prepared
@@ -38,7 +37,7 @@ def run(config, options: Options, config_name: str = ""):
     # random-init benchmark's folder may be new.
     must_exist = not cascade and (isinstance(options, ReportOptions)
                                   or not getattr(options, "random_init", True))
-    context = prepared(workdir, must_exist=must_exist, user_errors=USER_ERRORS) if workdir \
+    context = prepared(workdir, must_exist=must_exist) if workdir \
         else contextlib.nullcontext()
     with context as out:
         if isinstance(options, DescribeOptions):
