@@ -128,6 +128,8 @@ def test_train_step_mfu_from_xla_flops(check):
         assert entry["peak_flops_per_device"] == PEAK
         assert entry["mfu"] == pytest.approx(
             entry["flops_per_step"] / entry["step_s_median"] / PEAK)
+        assert entry["mfu_analytic"] == pytest.approx(
+            entry["analytic_flops_per_step"] / entry["step_s_median"] / PEAK)
         # XLA's count of the compiled step against 6 x MACs x batch: the same order.
         assert 0.5 < entry["xla_over_analytic_flops"] < 2.0, variant
     assert train["plain"]["early_exits"] == 0 and train["exits"]["early_exits"] > 0
