@@ -43,6 +43,12 @@ flags.DEFINE_list("arrival_sizes", ["B", "8"], "Benchmark with the stream mode: 
 flags.DEFINE_integer("dataset_batches", 8, "Benchmark with the stream mode and --random_init: "
                      "synthetic batches per timed pass.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
+flags.DEFINE_integer("crossfit_folds", 5, "Report: select each policy's setting on out-of-fold "
+                     "figures of this many validation folds, then refit on all of validation; "
+                     "0 or 1: fit and select on all of validation (in-sample).")
+flags.DEFINE_enum("policy_features", "auto", ["auto", "basic", "history"],
+                  "Report: the learned exit policy's features (basic: each exit's own; history: "
+                  "also earlier exits' agreement and confidence; auto: the better out of fold).")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])
 
@@ -60,7 +66,8 @@ def options_from_flags(f):
             target_cost=f.target_cost, policy=f.policy, eager_examples=f.eager_examples,
             step=f.step, allow_padding=f.allow_padding, arrival_sizes=f.arrival_sizes,
             dataset_batches=f.dataset_batches)
-    return options.ReportOptions(workdir=f.workdir, split=f.split, step=f.step)
+    return options.ReportOptions(workdir=f.workdir, split=f.split, step=f.step,
+                                 crossfit_folds=f.crossfit_folds, features=f.policy_features)
 
 
 def main(argv):

@@ -26,9 +26,15 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def _rank(metrics) -> tuple[float, int]:
-    # Higher is better; the earlier of two equal accuracies ranks higher.
-    return float(metrics[BEST_METRIC]), -int(metrics["step"])
+def _rank(metrics) -> tuple[int, float, int]:
+    # Higher is better. A later training stage first: the confidence stage's checkpoints hold
+    # the finished network. In the main stage, accuracy, the earlier of two equal ones first.
+    # In the confidence stage, the latest: it trades accuracy for cost by its own loss, which
+    # accuracy alone would undo by preferring its costlier, less trained states.
+    stage, step = int(metrics.get("stage", 1)), int(metrics["step"])
+    if stage > 1:
+        return stage, float(step), 0
+    return stage, float(metrics[BEST_METRIC]), -step
 
 
 def _abstract(tree):
@@ -75,7 +81,8 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def best_step(self) -> int | None:
-        """The step with the highest validation accuracy, or None if none was validated."""
+        """The best validated step, or None if none was validated: the one with the highest
+        validation accuracy, or the latest validated one of the confidence stage."""
         ranked = [(s, m) for s in self.all_steps() if (m := self.metrics(s)) is not None]
         if not ranked:
             return None
@@ -86,10 +93,11 @@ class Checkpoints:
         m = self.manager.metrics(step)
         return dict(m) if m and BEST_METRIC in m else None
 
-    def save(self, step: int, state, val_accuracy: float | None = None) -> None:
-        """Saves ``state``; ``val_accuracy`` must be the validation result of this very state."""
+    def save(self, step: int, state, val_accuracy: float | None = None, stage: int = 1) -> None:
+        """Saves ``state``; ``val_accuracy`` must be the validation result of this very state,
+        ``stage`` the training stage it belongs to (a later stage ranks first)."""
         metrics = None if val_accuracy is None else {BEST_METRIC: float(val_accuracy),
-                                                     "step": int(step)}
+                                                     "step": int(step), "stage": int(stage)}
         self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
 
     def select(self, which: str | int = "best") -> tuple[int, str]:
@@ -105,7 +113,11 @@ class Checkpoints:
             best = self.best_step()
             if best is None:
                 return steps[-1], "latest (no checkpoint was validated)"
-            return best, (f"best by val accuracy {self.metrics(best)[BEST_METRIC]:.4f} "
+            m = self.metrics(best)
+            if m.get("stage", 1) > 1:
+                return best, (f"the confidence stage's last validated state, val accuracy "
+                              f"{m[BEST_METRIC]:.4f} (latest: {steps[-1]})")
+            return best, (f"best by val accuracy {m[BEST_METRIC]:.4f} "
                           f"(latest: {steps[-1]})")
         try:
             step = int(which)

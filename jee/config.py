@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
         test_split="test",
         val_size=0.1,             # carved from train: a fraction (< 1) or a count
         val_seed=0,
+        holdout_size=0.0,         # carved from train too (fraction or count): the data the
+                                  # confidence stage trains on; 0 = none
         augment="none",           # none | crop | crop_flip
         crop_padding=4,
         image_size=0,             # 0 keeps the source size
@@ -64,6 +66,21 @@ def base_config() -> ml_collections.ConfigDict:
         lam=1.0,                  # lambda of the cost term (v1, v2)
         exit_weights=(),          # weighted: one weight per exit (empty: all 1)
         warmup_epochs=0.0,        # train with v0 (all exits' cross-entropy) for this long first
+        exit_grad_scale=1.0,      # scale of the early exits' gradients into the backbone
+                                  # (0 = the exit heads train on detached features)
+    ))
+
+    # A second stage after the main one: only the confidence branches train, with the EENet
+    # loss, on dataset.holdout_size examples the classifiers never saw; backbone, classifiers
+    # and BatchNorm statistics stay frozen (jee/confidence_stage.py).
+    c.confidence_stage = ml_collections.ConfigDict(dict(
+        epochs=0.0,               # passes over the holdout; 0 = no confidence stage
+        kind="v2",                # v1 | v2: the EENet loss the confidence heads minimise
+        lam=-1.0,                 # its cost weight; < 0 takes loss.lam
+        learning_rate=0.1,        # Adam, each kernel's step divided by its fan-in,
+                                  # cosine-decayed over the stage
+        reset=True,               # start the confidence branches from zero (confidence 0.5):
+                                  # the main stage leaves them saturated, without gradient
     ))
 
     c.optimizer = ml_collections.ConfigDict(dict(
@@ -116,6 +133,23 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def unknown_variant(arg: str, known: str) -> ValueError:
     return ValueError(f"unknown config variant {arg!r}; known: {known}")
+
+
+def parse_variants(arg: str | None, groups: dict[str, tuple[str, ...]], known: str
+                   ) -> dict[str, Any]:
+    """A config file's comma-separated variant ``arg`` as {group: chosen name} for each group
+    named in it (``groups`` maps a group to its names), plus ``smoke`` (True/False). An
+    unknown name, or two names of one group, is an error listing ``known``."""
+    chosen: dict[str, Any] = {"smoke": False}
+    for part in (p for p in (arg or "").split(",") if p):
+        group = next((g for g, names in groups.items() if part in names), None)
+        if part == "smoke" and not chosen["smoke"]:
+            chosen["smoke"] = True
+        elif group is None or group in chosen:
+            raise unknown_variant(arg, known)
+        else:
+            chosen[group] = part
+    return chosen
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

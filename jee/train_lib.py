@@ -11,6 +11,7 @@ as if it had not stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jee import confidence_stage, losses, optim, scoring, sharding
 from jee import data as data_lib
-from jee import losses, optim, scoring, sharding
 from jee.checkpoint import Checkpoints
 from jee.errors import TrainingDiverged
 from jee.metrics_log import MetricsWriter, ProgressBar
@@ -44,13 +45,14 @@ def make_train_step(graphdef, tx, loss_cfg, costs, mesh, warmup_steps: int = 0):
     """
     costs = jnp.asarray(costs, jnp.float32)
     loss_kind, lam, weights = loss_cfg.kind, float(loss_cfg.lam), tuple(loss_cfg.exit_weights)
+    grad_scale = float(loss_cfg.exit_grad_scale)
     if loss_kind not in losses.LOSSES:
         raise ValueError(f"unknown loss.kind {loss_kind!r}; choose one of {losses.LOSSES}")
 
     def step(state, batch):
         def loss_fn(params):
             logits, conf, new_stats = forward(graphdef, params, state["batch_stats"],
-                                              batch["image"], True)
+                                              batch["image"], True, grad_scale)
             loss, aux = losses.eenet_loss(loss_kind, logits, conf, batch["label"], costs,
                                           lam=lam, exit_weights=weights)
             if warmup_steps:
@@ -82,6 +84,14 @@ def _check_config(config, ds) -> None:
                          "best checkpoint and is where exit policies are fitted")
     sharding.check_batch_size(config.batch_size)
     sharding.check_batch_size(config.eval_batch_size, "eval_batch_size")
+    if not 0.0 <= config.loss.exit_grad_scale <= 1.0:
+        raise ValueError("config.loss.exit_grad_scale must be in [0, 1] (1: the exit heads' "
+                         f"full gradient; 0: none), got {config.loss.exit_grad_scale}")
+    confidence_stage.check(config, ds)
+    if "holdout" in ds.splits and not config.confidence_stage.epochs:
+        ProgressBar.message(
+            f"warning: config.dataset.holdout_size keeps {ds.num_examples('holdout')} examples "
+            "out of training but config.confidence_stage.epochs is 0, so nothing uses them")
 
 
 def _save_config(config, workdir: str) -> None:
@@ -98,6 +108,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     a bad input found before training starts leaves no new file behind.
     """
     lead = jax.process_index() == 0
+    config = confidence_stage.for_model(config)
     existed = check_workdir(workdir)
     make_dir(workdir)
     lock = WorkdirLock(workdir, what="train.py", enabled=lead)
@@ -131,24 +142,63 @@ def _agree(fn) -> None:
         raise error
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a run: global steps [begin, end) over one split."""
+
+    number: int               # 1: main; 2: confidence stage
+    record: str               # the metrics.jsonl kind of its training records
+    split: str
+    begin: int
+    end: int
+    steps_per_epoch: int
+    first_epoch: float        # the epoch number at ``begin`` (stages count on from each other)
+
+    def epoch(self, step: int) -> float:
+        return self.first_epoch + (step - self.begin) / self.steps_per_epoch
+
+
+def _stages(config, ds) -> list[Stage]:
+    spe = data_lib.steps_per_epoch(ds, config.batch_size)
+    cap = config.max_steps or None
+    end = spe * config.num_epochs if cap is None else min(spe * config.num_epochs, cap)
+    stages = [Stage(1, "train", "train", 0, end, spe, 0.0)]
+    if config.confidence_stage.epochs:
+        spe2 = data_lib.steps_per_epoch(ds, config.batch_size, "holdout")
+        if spe2 == 0:
+            raise ValueError(f"the holdout has {ds.num_examples('holdout')} examples, fewer than "
+                             f"one batch of {config.batch_size}: raise "
+                             "config.dataset.holdout_size")
+        steps = int(round(spe2 * config.confidence_stage.epochs))
+        if cap is not None:
+            steps = max(0, min(steps, cap - end))
+        stages.append(Stage(2, "confidence", "holdout", end, end + steps, spe2,
+                            float(end) / spe))
+    return stages
+
+
 def _train(config, workdir: str, ds) -> dict:
     _save_config(config, workdir)
     mesh = sharding.make_mesh()
     model = build_model(config, ds)
     costs = model.costs().relative_costs()
     graphdef, params, batch_stats = split(model)
-    spe = data_lib.steps_per_epoch(ds, config.batch_size)
-    total_steps = spe * config.num_epochs
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    tx, schedule = optim.make_optimizer(config.optimizer, spe, config.num_epochs)
+    stages = _stages(config, ds)
+    main = stages[0]
+    total_steps = stages[-1].end
+    tx, schedule = optim.make_optimizer(config.optimizer, main.steps_per_epoch, config.num_epochs)
     state = sharding.put_replicated(mesh, init_state(params, batch_stats, tx))
+    conf_tx = (confidence_stage.make_optimizer(config, stages[1].end - stages[1].begin)
+               if len(stages) > 1 else None)
 
     writer = MetricsWriter(workdir, config=config)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
     start = ckpts.latest_step()
     dropped = writer.rewind(start)
     if start is not None:
+        # The checkpoint at the boundary is the main stage's last state.
+        if len(stages) > 1 and start > stages[1].begin:
+            state = confidence_stage.init_state(state, conf_tx, reset=False)
         state = ckpts.restore(start, state)
         ProgressBar.message(
             f"resumed from checkpoint at step {start} in {ckpts.directory}"
@@ -160,12 +210,12 @@ def _train(config, workdir: str, ds) -> dict:
             f"{config.model.arch}: {count_params(params):,} parameters, exits after blocks "
             f"{list(model.exit_blocks)}, relative costs {[round(c, 3) for c in costs]}; "
             f"{ds.num_examples('train')} train / {ds.num_examples('val')} val / "
-            f"{ds.num_examples('test')} test examples, {jax.device_count()} devices")
+            f"{ds.num_examples('test')} test examples"
+            + (f" / {ds.num_examples('holdout')} holdout" if "holdout" in ds.splits else "")
+            + f", {jax.device_count()} devices")
         writer.write("setup", 0, params=count_params(params), exit_blocks=list(model.exit_blocks),
-                     relative_costs=costs, devices=jax.device_count())
-
-    train_step = make_train_step(graphdef, tx, config.loss, costs, mesh,
-                                 warmup_steps=int(config.loss.warmup_epochs * spe))
+                     relative_costs=costs, devices=jax.device_count(),
+                     stages=[dataclasses.asdict(s) for s in stages])
 
     def run_eval(state, split_name):
         return scoring.evaluate(graphdef, state["params"], state["batch_stats"], ds, split_name,
@@ -182,59 +232,108 @@ def _train(config, workdir: str, ds) -> dict:
                 "optimizer.learning_rate, add optimizer.grad_clip_norm or warm-up, or use "
                 "model.dtype=float32")
 
-    batches = data_lib.train_batches(ds, config.dataset, batch_size=config.batch_size,
-                                     seed=config.seed, start_step=start,
-                                     process_index=jax.process_index(),
-                                     process_count=jax.process_count())
     bar = ProgressBar(total_steps, enabled=config.progress, start=start)
-    pending, t_log, images = [], time.time(), 0
-    last_saved = start if start else None
-    val, val_step = None, -1
+    loop = _Loop(config, writer, ckpts, bar, run_eval, check_finite, mesh,
+                 last_saved=start if start else None)
     step = start
     try:
-        while step < total_steps:
-            batch = sharding.put_batch(mesh, next(batches))
-            state, metrics = train_step(state, batch)
-            step += 1
-            images += config.batch_size
-            pending.append(metrics)
-            epoch_end = step % spe == 0 or step == total_steps
-            if step % config.log_every_steps == 0 or epoch_end:
-                check_finite(state, last_saved)
-                fetched = jax.device_get(pending)
-                mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
-                now = time.time()
-                ips = images / max(now - t_log, 1e-9)
-                writer.write("train", step, epoch=step / spe, lr=float(schedule(step - 1)),
-                             images_per_s=ips, **mean)
-                bar.update(step, step / spe, loss=float(mean["loss"]),
-                           acc=float(mean["exit_accuracy"][-1]), img_s=round(ips, 1))
-                pending, t_log, images = [], now, 0
-            epoch = step // spe
-            if epoch_end and (epoch % config.eval_every_epochs == 0 or step == total_steps):
-                val, val_step = run_eval(state, "val"), step
-                writer.write("val", step, epoch=step / spe, **val)
-                ProgressBar.message(
-                    f"epoch {step / spe:.2f} val: accuracy at T={config.threshold} "
-                    f"{val['accuracy']:.4f}, per exit {np.round(val['exit_accuracy'], 4).tolist()}"
-                    f", exits {np.round(val['exit_fractions'], 3).tolist()}, relative cost "
-                    f"{val['relative_cost']:.3f}")
-            if epoch_end and (epoch % config.checkpoint_every_epochs == 0
-                              or step == total_steps):
-                check_finite(state, last_saved)
-                # Only a validation result of this very state may rank it among the best.
-                ckpts.save(step, state,
-                           val_accuracy=val["accuracy"] if val_step == step else None)
-                last_saved = step
+        for stage in stages:
+            if step >= stage.end:
+                continue
+            if stage.number == 1:
+                lr = schedule
+                train_step = make_train_step(
+                    graphdef, tx, config.loss, costs, mesh,
+                    warmup_steps=int(config.loss.warmup_epochs * stage.steps_per_epoch))
+            else:
+                if step == stage.begin:
+                    state = sharding.put_replicated(mesh, confidence_stage.init_state(
+                        state, conf_tx, reset=config.confidence_stage.reset))
+                    ProgressBar.message(
+                        f"confidence stage: {stage.end - stage.begin} steps on "
+                        f"{ds.num_examples('holdout')} held-out examples, only the "
+                        "confidence branches train")
+                lr = confidence_stage.schedule(config, stage.end - stage.begin)
+                train_step = confidence_stage.make_step(graphdef, conf_tx, config, costs, mesh)
+            state, step = loop.run(stage, state, step, train_step, lr, ds)
         bar.close()
         ckpts.wait()
         return _final_test(config, workdir, ckpts, state, step, run_eval, writer)
     finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
+        loop.close()
         ckpts.close()
         writer.close()
+
+
+class _Loop:
+    """The step loop of one stage: dispatch, metrics at log steps, validation and
+    checkpoints at epoch ends."""
+
+    def __init__(self, config, writer, ckpts, bar, run_eval, check_finite, mesh, last_saved):
+        self.config, self.writer, self.ckpts, self.bar = config, writer, ckpts, bar
+        self.run_eval, self.check_finite, self.mesh = run_eval, check_finite, mesh
+        self.last_saved = last_saved
+        self.batches = None
+
+    def close(self) -> None:
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+        self.batches = None
+
+    def run(self, stage: Stage, state, step: int, train_step, lr, ds):
+        """Runs ``stage`` from ``step``; ``lr`` is its schedule by steps into the stage."""
+        config = self.config
+        self.close()
+        self.batches = data_lib.train_batches(
+            ds, config.dataset, batch_size=config.batch_size, seed=config.seed + stage.number - 1,
+            start_step=step - stage.begin, process_index=jax.process_index(),
+            process_count=jax.process_count(), split=stage.split)
+        spe = stage.steps_per_epoch
+        pending, t_log, images = [], time.time(), 0
+        val, val_step = None, -1
+        while step < stage.end:
+            batch = sharding.put_batch(self.mesh, next(self.batches))
+            state, metrics = train_step(state, batch)
+            step += 1
+            images += config.batch_size
+            pending.append(metrics)
+            done = step - stage.begin
+            epoch_end = done % spe == 0 or step == stage.end
+            if step % config.log_every_steps == 0 or epoch_end:
+                self.check_finite(state, self.last_saved)
+                fetched = jax.device_get(pending)
+                mean = {k: np.mean([m[k] for m in fetched], axis=0) for k in fetched[0]}
+                now = time.time()
+                ips = images / max(now - t_log, 1e-9)
+                self.writer.write(stage.record, step, epoch=stage.epoch(step),
+                                  lr=float(lr(step - 1 - stage.begin)), images_per_s=ips,
+                                  **mean)
+                self.bar.update(step, stage.epoch(step), loss=float(mean["loss"]),
+                                acc=float(mean["exit_accuracy"][-1]), img_s=round(ips, 1))
+                pending, t_log, images = [], now, 0
+            epoch = done // spe
+            # The confidence stage validates every checkpoint: its checkpoints are ranked
+            # among themselves, and only validated ones rank.
+            every = 1 if stage.number > 1 else config.eval_every_epochs
+            if epoch_end and (epoch % every == 0 or step == stage.end):
+                val, val_step = self.run_eval(state, "val"), step
+                extra = {"stage": stage.number} if stage.number > 1 else {}
+                self.writer.write("val", step, epoch=stage.epoch(step), **extra, **val)
+                ProgressBar.message(
+                    f"epoch {stage.epoch(step):.2f} val: accuracy at T={config.threshold} "
+                    f"{val['accuracy']:.4f}, per exit "
+                    f"{np.round(val['exit_accuracy'], 4).tolist()}, exits "
+                    f"{np.round(val['exit_fractions'], 3).tolist()}, relative cost "
+                    f"{val['relative_cost']:.3f}")
+            if epoch_end and (epoch % config.checkpoint_every_epochs == 0 or step == stage.end
+                              or stage.number > 1):
+                self.check_finite(state, self.last_saved)
+                # Only a validation result of this very state may rank it among the best.
+                self.ckpts.save(step, state, stage=stage.number,
+                                val_accuracy=val["accuracy"] if val_step == step else None)
+                self.last_saved = step
+        return state, step
 
 
 def _final_test(config, workdir, ckpts, state, step, run_eval, writer) -> dict:

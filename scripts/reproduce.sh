@@ -15,10 +15,10 @@ FM_EPOCHS=${FM_EPOCHS:-5}
 # both cores busy). Each stream's log is in $RUNS/logs.
 mkdir -p "$RUNS/logs"
 (
-  python train.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20"
-  python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  python train.py --config configs/fashion_mnist_eenet20.py:onestage --workdir "$RUNS/fm_eenet20"
+  python train.py --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
     --workdir "$RUNS/fm_eenet8"
-  python train.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  python train.py --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
     --config.model.num_exits=0 --workdir "$RUNS/fm_plain"
 ) > "$RUNS/logs/train_a.log" 2>&1 &
 stream_a=$!
@@ -38,27 +38,27 @@ echo "training done"
 
 # Policies fitted on validation, scored on test (report.json, budgets.json, plots).
 python evaluate.py --config configs/digits.py --workdir "$RUNS/digits"
-python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+python evaluate.py --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
   --workdir "$RUNS/fm_eenet8"
-python evaluate.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20"
+python evaluate.py --config configs/fashion_mnist_eenet20.py:onestage --workdir "$RUNS/fm_eenet20"
 python evaluate.py --config configs/fashion_mnist_cascade.py --config.cascade.root="$RUNS/fm_cascade"
 
 # Wall-clock speed-ups of the inference modes.
 # The learned exit policy at matched budgets (each run overwrites eval/benchmark.json,
 # so these go first and are copied). EENet-8's first exit already costs 0.477: no 0.3.
 for b in 0.5 0.7; do
-  python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+  python evaluate.py --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
     --workdir "$RUNS/fm_eenet8" --benchmark --policy bolukbasi --target_cost $b \
     --modes full,masked,bucketed,host
   cp "$RUNS/fm_eenet8/eval/benchmark.json" "$RUNS/fm_eenet8/eval/benchmark_bolukbasi_$b.json"
 done
 for b in 0.3 0.5 0.7; do
-  python evaluate.py --config configs/fashion_mnist_eenet20.py --workdir "$RUNS/fm_eenet20" \
+  python evaluate.py --config configs/fashion_mnist_eenet20.py:onestage --workdir "$RUNS/fm_eenet20" \
     --benchmark --policy bolukbasi --target_cost $b --modes full,masked,bucketed,host
   cp "$RUNS/fm_eenet20/eval/benchmark.json" "$RUNS/fm_eenet20/eval/benchmark_bolukbasi_$b.json"
 done
 python evaluate.py --config configs/digits.py --workdir "$RUNS/digits" --benchmark
-python evaluate.py --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+python evaluate.py --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
   --workdir "$RUNS/fm_eenet8" --benchmark
 python evaluate.py --config configs/fashion_mnist_cascade.py --config.cascade.root="$RUNS/fm_cascade" \
   --benchmark --repeats 3 --modes full,masked,bucketed,stream
@@ -77,9 +77,9 @@ stream() {  # RUN, then evaluate.py's arguments
 }
 stream bench110_b256 --config configs/cifar10_eenet110.py --random_init --batch_size 256 \
   --target_cost 0.5
-stream fm_eenet8 --config configs/fashion_mnist_eenet8.py --config.num_epochs="$FM_EPOCHS" \
+stream fm_eenet8 --config configs/fashion_mnist_eenet8.py:plain,onestage --config.num_epochs="$FM_EPOCHS" \
   --policy bolukbasi --target_cost 0.7
-stream fm_eenet20 --config configs/fashion_mnist_eenet20.py --policy bolukbasi --target_cost 0.5
+stream fm_eenet20 --config configs/fashion_mnist_eenet20.py:onestage --policy bolukbasi --target_cost 0.5
 
 python scripts/results_doc.py "$RUNS" > docs/RESULTS.generated.md
 echo "wrote docs/RESULTS.generated.md"

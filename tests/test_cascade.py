@@ -1,5 +1,7 @@
 """Network selection over a cascade: graph, paths, oracle, routing policies and their fit."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from jee.cascade.features import cascade_data, oracle_paths, path_outcomes
 from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import make_graph
 from jee.cascade.policy import STOP, FixedPathPolicy, ThresholdCascadePolicy
+from jee.cascade.sweeps import cascade_report, operating_points
 from jee.policy.metrics import exit_metrics
 
 COSTS = (1.0, 3.0, 10.0)  # relative: 0.1, 0.3, 1.0
@@ -142,3 +145,31 @@ def test_fixed_paths_and_thresholds_route_as_specified():
     np.testing.assert_array_equal(np.asarray(policy.paths_from_features(data.features)),
                                   expected)
     assert int(policy.route_features(2, data.features[2])[0]) == STOP
+
+
+def test_cascade_crossfit_changes_only_what_selection_reads():
+    # Every family of the cascade report is cross-fitted like the early-exit ones: the refit
+    # (test rows, in-sample validation rows) is the in-sample report's, and a fold's learned
+    # fit never reads the examples it holds out.
+    val, test = _random_problem(4, n=200), _random_problem(5, n=200)
+    graph = make_graph(3)
+    names = ["a", "b", "c"]
+    lambdas = np.geomspace(1e-2, 3, 5)
+    off = cascade_report(val, test, graph, names, lambdas=lambdas, crossfit_folds=0)
+    on = cascade_report(val, test, graph, names, lambdas=lambdas, crossfit_folds=4)
+    assert off["selection"] == "in-sample" and on["selection"] == "crossfit-4"
+    for family, curve in on["families"].items():
+        assert curve["test"] == off["families"][family]["test"], family
+        assert curve["val_insample"] == off["families"][family]["val"], family
+    points = operating_points(on)["points"]
+    assert {p["selection"] for p in points if p["feasible"]} <= {"crossfit-4", "test"}
+    weights = np.ones(200, np.float32)
+    weights[:50] = 0
+    scrambled = _random_problem(6, n=200)
+    mixed = dataclasses.replace(
+        val, features=np.concatenate([scrambled.features[:, :50], val.features[:, 50:]], 1),
+        correct=np.concatenate([scrambled.correct[:, :50], val.correct[:, 50:]], 1))
+    a = fit_cascade(val, graph, lambdas, weights=weights)[0]
+    b = fit_cascade(mixed, graph, lambdas, weights=weights)[0]
+    np.testing.assert_array_equal(np.asarray(a.coef), np.asarray(b.coef))
+    np.testing.assert_array_equal(np.asarray(a.mode), np.asarray(b.mode))

@@ -12,7 +12,8 @@ PACKAGE = os.path.join(ROOT, "jee")
 # Lower floors never import higher ones; a floor may import itself (without a circle).
 FLOORS = [
     ("jee.config", "jee.workdir", "jee.checkpoint", "jee.errors",
-     "jee.sharding", "jee.losses", "jee.optim", "jee.metrics_log", "jee.tensorboard_log",
+     "jee.sharding", "jee.losses", "jee.confidence_stage", "jee.optim", "jee.metrics_log",
+     "jee.tensorboard_log",
      "jee.data", "jee.models"),
     ("jee.infer", "jee.policy", "jee.cascade", "jee.scoring"),
     ("jee.runs", "jee.train_lib", "jee.outputs"),

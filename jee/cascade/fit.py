@@ -12,6 +12,8 @@ early-exit policy) between one option and the options after it, the latter alrea
 Like the early-exit policy, every node is fitted on every example of the split, not only on
 those the upstream policy would send there (which is not fitted yet). The graph is static and
 small, so the nodes are unrolled; ``jax.vmap`` runs the lambda sweep in one compiled call.
+Per-example weights (0 = left out) serve cross-fitting (``jee.policy.crossfit``), as for the
+early-exit policy.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ import jax.numpy as jnp
 from jee.cascade.features import CascadeData
 from jee.cascade.graph import CascadeGraph
 from jee.cascade.policy import LearnedCascadePolicy
-from jee.policy.bolukbasi import NEVER_EXIT, fit_binary_decision, standardisation
+from jee.policy.bolukbasi import (
+    NEVER_EXIT,
+    fit_binary_decision,
+    standardisation,
+    weighted_mean,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("graph", "steps"))
-def _fit_sweep(features, correct, costs, lambdas, l2, graph: CascadeGraph, steps: int):
-    mean, scale = standardisation(features)
+def _fit_sweep(features, correct, costs, lambdas, l2, weights, graph: CascadeGraph, steps: int):
+    mean, scale = standardisation(features, weights)
     z = (features - mean[:, None]) / scale[:, None]
     err = 1.0 - correct.astype(jnp.float32)
     num_models, num_features = features.shape[0], features.shape[-1]
@@ -45,11 +52,12 @@ def _fit_sweep(features, correct, costs, lambdas, l2, graph: CascadeGraph, steps
             options = [err[k]] + [lam * costs[j] + to_come[j] for j in successors]
             rest = options[-1]
             for d in reversed(range(len(successors))):
-                c, b, m, take = fit_binary_decision(z[k], options[d], rest, l2, steps)
+                c, b, m, take = fit_binary_decision(z[k], options[d], rest, l2, steps,
+                                                   weights)
                 coef, bias, mode = coef.at[k, d].set(c), bias.at[k, d].set(b), mode.at[k, d].set(m)
                 rest = jnp.where(take, options[d], rest)
             to_come[k] = rest
-        return coef, bias, mode, jnp.mean(lam * costs[0] + to_come[0])
+        return coef, bias, mode, weighted_mean(lam * costs[0] + to_come[0], weights)
 
     coef, bias, mode, objective = jax.vmap(fit_one)(lambdas)
     lead = (lambdas.shape[0],)
@@ -58,8 +66,9 @@ def _fit_sweep(features, correct, costs, lambdas, l2, graph: CascadeGraph, steps
 
 
 def fit_cascade(data: CascadeData, graph: CascadeGraph, lambdas, *, l2: float = 1e-3,
-                steps: int = 20) -> tuple[LearnedCascadePolicy, jax.Array]:
-    """One routing policy per lambda, fitted on ``data`` in one compiled call.
+                steps: int = 20, weights=None) -> tuple[LearnedCascadePolicy, jax.Array]:
+    """One routing policy per lambda, fitted on ``data`` in one compiled call (``weights
+    [N]``: per-example weights, 0 leaves an example out; jit- and vmap-able over them).
 
     Returns ``(policies, objective)``: a batched ``LearnedCascadePolicy`` (``policies[i]`` is
     the one for ``lambdas[i]``) and the objective ``[L]`` on ``data`` (mean error + lambda *
@@ -68,6 +77,9 @@ def fit_cascade(data: CascadeData, graph: CascadeGraph, lambdas, *, l2: float = 
     if graph.num_models != data.num_models:
         raise ValueError(f"graph has {graph.num_models} models, data {data.num_models}")
     lambdas = jnp.atleast_1d(jnp.asarray(lambdas, jnp.float32))
+    if weights is not None:
+        weights = jnp.asarray(weights, jnp.float32)
     coef, bias, mean, scale, mode, objective = _fit_sweep(
-        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), graph, steps)
+        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), weights, graph,
+        steps)
     return LearnedCascadePolicy(coef, bias, mean, scale, mode, lambdas, graph), objective

@@ -1,6 +1,8 @@
 """Accuracy/cost curves of a cascade's routing policies: threshold families and the learned
 policy swept on validation and scored on test, with the oracle, each model alone, and the
-operating points (the cheapest setting within a given accuracy loss of the best model)."""
+operating points (the cheapest setting within a given accuracy loss of the best model).
+Every family is fitted and selected as the early-exit ones are (``jee.policy.crossfit``): by
+default its ``val`` rows are 5-fold out-of-fold figures."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import CascadeGraph
 from jee.cascade.policy import ThresholdCascadePolicy
 from jee.policy.budget import row_of_pick, select_for_accuracy
+from jee.policy.crossfit import DEFAULT_FOLDS, DEFAULT_SEED, crossfit_sweep, selection_name
 from jee.policy.metrics import report_row
 from jee.policy.oracle import OraclePolicy
-from jee.policy.sweeps import DEFAULT_LAMBDAS, DEFAULT_QUANTILES, sweep_rows
+from jee.policy.sweeps import DEFAULT_LAMBDAS, DEFAULT_QUANTILES, add_quantiles
 
 # family -> (feature, stop_if_above)
 THRESHOLD_FAMILIES = {"max_prob": ("max_prob", True), "margin": ("margin", True),
@@ -31,12 +34,18 @@ LOSSES = (0.0, 0.01)
 
 
 def threshold_policies(family: str, val: PathOutcomes, graph: CascadeGraph,
-                       quantiles=DEFAULT_QUANTILES) -> ThresholdCascadePolicy:
+                       quantiles=DEFAULT_QUANTILES, weights=None) -> ThresholdCascadePolicy:
     """Batched threshold cascade over quantiles of the feature on the models that can hand
-    over (all but the last)."""
+    over (all but the last); ``weights [N]``: only examples of positive weight count."""
     feature, above = THRESHOLD_FAMILIES[family]
-    values = val.features[:-1, :, FEATURE_NAMES.index(feature)].reshape(-1)
-    thresholds = jnp.quantile(values, jnp.asarray(quantiles, jnp.float32))
+    values = val.features[:-1, :, FEATURE_NAMES.index(feature)]
+    q = jnp.asarray(quantiles, jnp.float32)
+    if weights is None:
+        thresholds = jnp.quantile(values.reshape(-1), q)
+    else:
+        # Held-out examples become NaN, skipped by nanquantile: one shape for every fold.
+        values = jnp.where(jnp.asarray(weights)[None, :] > 0, values, jnp.nan)
+        thresholds = jnp.nanquantile(values.reshape(-1), q)
     return ThresholdCascadePolicy(thresholds, graph, feature, above, family)
 
 
@@ -54,33 +63,41 @@ def _single_model_rows(data, names):
 
 
 def cascade_report(val, test, graph: CascadeGraph, names, *, lambdas=DEFAULT_LAMBDAS,
-                   quantiles=DEFAULT_QUANTILES, learned=None, **fit_kwargs) -> dict[str, Any]:
+                   quantiles=DEFAULT_QUANTILES, learned=None, crossfit_folds=DEFAULT_FOLDS,
+                   seed=DEFAULT_SEED, **fit_kwargs) -> dict[str, Any]:
     """Curves and reference points of a cascade (``val`` / ``test``: ``CascadeData``)::
 
-        {"families": {family: {"val": [row], "test": [row]}},
+        {"families": {family: {"val": [row], "test": [row], "selection", ...}},
+         "selection": "crossfit-K" | "in-sample",
          "oracle": {split: row}, "single_models": {split: [row per model]},
          "paths": [{"index", "models", "relative_cost"}]}
 
-    Rows as in ``jee.policy.sweeps``, their ``exit_fractions`` over the paths. ``learned``:
-    the policies of ``fit_cascade(val, graph, lambdas)`` when the caller already has them.
+    Rows as in ``jee.policy.sweeps``, their ``exit_fractions`` over the paths; ``val`` rows
+    are out-of-fold figures when ``crossfit_folds`` >= 2. ``learned``: the policies of
+    ``fit_cascade(val, graph, lambdas)`` (the refit on all of validation) when the caller
+    already has them.
     """
     outcomes = {"val": path_outcomes(val, graph), "test": path_outcomes(test, graph)}
     families = {}
     for family in THRESHOLD_FAMILIES:
-        policies = threshold_policies(family, outcomes["val"], graph, quantiles)
-        rows = sweep_rows(policies, outcomes["val"], outcomes["test"])
-        for split_rows in rows.values():
-            for q, row in zip(np.asarray(quantiles).tolist(), split_rows, strict=True):
-                row["params"]["quantile"] = q
-        families[family] = rows
-    if learned is None:
-        learned, _ = fit_cascade(val, graph, lambdas, **fit_kwargs)
-    families["bolukbasi"] = sweep_rows(learned, outcomes["val"], outcomes["test"])
+        def fit_threshold(weights, family=family):
+            return threshold_policies(family, outcomes["val"], graph, quantiles, weights)
+        families[family] = add_quantiles(crossfit_sweep(
+            fit_threshold, outcomes["val"], outcomes["test"], folds=crossfit_folds,
+            seed=seed), quantiles)
+
+    def fit_learned(weights):
+        if weights is None and learned is not None:
+            return learned
+        return fit_cascade(val, graph, lambdas, weights=weights, **fit_kwargs)[0]
+    families["bolukbasi"] = crossfit_sweep(fit_learned, outcomes["val"], outcomes["test"],
+                                           folds=crossfit_folds, seed=seed)
     oracle = OraclePolicy()
     singles = {"val": _single_model_rows(val, names), "test": _single_model_rows(test, names)}
     costs = graph.path_costs(np.asarray(val.costs))
     return {
         "families": families,
+        "selection": selection_name(crossfit_folds),
         "oracle": {s: report_row(oracle, oracle_paths(o), o) for s, o in outcomes.items()},
         "single_models": singles,
         "paths": [{"index": i, "models": [names[k] for k in p], "relative_cost": float(c)}
@@ -107,7 +124,9 @@ def operating_points(report: dict[str, Any], losses=LOSSES) -> dict[str, Any]:
         for selected_on, ref_row in (("val", ref_val), ("test", ref_test)):
             for family, curve in report["families"].items():
                 # Choosing on test: the test curve plays both parts.
-                sweep = {"family": family, "val": curve[selected_on], "test": curve["test"]}
+                sweep = {"family": family, "val": curve[selected_on], "test": curve["test"],
+                         "selection": (curve.get("selection", "in-sample")
+                                       if selected_on == "val" else "test")}
                 pick = select_for_accuracy(sweep, ref_row["accuracy"] - loss)
                 if pick is None:
                     points.append({"family": family, "loss": loss, "selected_on": selected_on,

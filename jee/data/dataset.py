@@ -1,5 +1,6 @@
 """The `Dataset` (train/val/test splits, class count, image shape, mean/std) and `build(cfg)`,
-which opens the configured source, carves validation from train and fixes mean/std."""
+which opens the configured source, carves validation (and, if asked, a holdout for the
+confidence stage) from train and fixes mean/std."""
 
 from __future__ import annotations
 
@@ -77,11 +78,16 @@ def build(cfg) -> Dataset:
     train_idx, val_idx = carve_validation(
         len(train_full), _field(cfg, "val_size"), int(_field(cfg, "val_seed"))
     )
-    splits = {
-        "train": SubsetSource(train_full, train_idx),
-        "val": SubsetSource(train_full, val_idx),
-        "test": test,
-    }
+    splits = {"val": SubsetSource(train_full, val_idx), "test": test}
+    holdout_size = _holdout_size(cfg)
+    if holdout_size:
+        # Carved from what is left after validation, with its own seed, so setting a holdout
+        # leaves the validation split unchanged.
+        keep, holdout = carve_validation(len(train_idx), holdout_size,
+                                         int(_field(cfg, "val_seed")) + 1, "holdout_size")
+        splits["holdout"] = SubsetSource(train_full, train_idx[holdout])
+        train_idx = train_idx[keep]
+    splits["train"] = SubsetSource(train_full, train_idx)
 
     mean, std = _field(cfg, "mean"), _field(cfg, "std")
     channels = image_shape[2]
@@ -104,25 +110,35 @@ def build(cfg) -> Dataset:
     )
 
 
-def carve_validation(n: int, val_size, val_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, val) indices into range(n); val is a fraction if < 1, else a count."""
+def _holdout_size(cfg):
+    """``dataset.holdout_size`` (0 when the config predates the key)."""
+    try:
+        return cfg["holdout_size"]
+    except (KeyError, AttributeError):
+        return 0
+
+
+def carve_validation(n: int, val_size, val_seed: int, key: str = "val_size"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (rest, carved) indices into range(n); the carved part (validation, or the
+    holdout when ``key`` says so) is a fraction if < 1, else a count."""
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.number)):
-        raise TypeError(f"config.dataset.val_size must be a number, got {val_size!r}")
+        raise TypeError(f"config.dataset.{key} must be a number, got {val_size!r}")
     if val_size < 0:
-        raise ValueError(f"config.dataset.val_size must be >= 0, got {val_size}")
+        raise ValueError(f"config.dataset.{key} must be >= 0, got {val_size}")
     if val_size < 1:
         n_val = int(round(val_size * n))
     else:
         if val_size != int(val_size):
             raise ValueError(
-                f"config.dataset.val_size={val_size} is >= 1, so it is read as a count and must be "
+                f"config.dataset.{key}={val_size} is >= 1, so it is read as a count and must be "
                 "a whole number; use a value below 1 for a fraction"
             )
         n_val = int(val_size)
     if n_val >= n:
         raise ValueError(
-            f"config.dataset.val_size={val_size} asks for {n_val} validation examples but the "
-            f"training data has only {n}; leave some for training"
+            f"config.dataset.{key}={val_size} asks for {n_val} examples but the training data "
+            f"has only {n} left; leave some for training"
         )
     order = np.random.default_rng(val_seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -53,16 +53,18 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def steps_per_epoch(ds: Dataset, batch_size: int) -> int:
-    """Number of full global batches in one pass over the train split."""
+def steps_per_epoch(ds: Dataset, batch_size: int, split: str = "train") -> int:
+    """Number of full global batches in one pass over ``split``."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    return ds.num_examples("train") // batch_size
+    return ds.num_examples(split) // batch_size
 
 
 def train_batches(ds: Dataset, cfg, *, batch_size: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
-    """Endless training batches; this process gets rows [p*b, (p+1)*b) of each global batch.
+                  process_index: int = 0, process_count: int = 1,
+                  split: str = "train") -> Iterator[dict]:
+    """Endless training batches of ``split`` (the train split, or the holdout the confidence
+    stage trains on); this process gets rows [p*b, (p+1)*b) of each global batch.
 
     Batch k depends only on (seed, k), so `start_step=k` resumes exactly where an uninterrupted
     run would be. Yields {'image': float32 [b, H, W, C] normalised, 'label': int32 [b]}.
@@ -72,11 +74,12 @@ def train_batches(ds: Dataset, cfg, *, batch_size: int, seed: int, start_step: i
         raise ValueError(f"seed must be >= 0, got {seed}")
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
-    num_train = ds.num_examples("train")
+    num_train = ds.num_examples(split)
     if num_train < batch_size:
         raise ValueError(
-            f"the train split of {ds.name!r} has {num_train} examples, fewer than one global "
+            f"the {split} split of {ds.name!r} has {num_train} examples, fewer than one global "
             f"batch of {batch_size}; lower the batch size or config.dataset.val_size"
+            + ("/holdout_size" if split == "holdout" else "")
         )
     augment = _field(cfg, "augment")
     if augment not in AUGMENTATIONS:
@@ -91,7 +94,7 @@ def train_batches(ds: Dataset, cfg, *, batch_size: int, seed: int, start_step: i
         raise ValueError(f"config.dataset.num_workers must be >= 0, got {num_workers}")
 
     example = _TrainExample(
-        ds.splits["train"], batch_size=batch_size, local_batch=local,
+        ds.splits[split], batch_size=batch_size, local_batch=local,
         process_index=process_index, seed=int(seed), start_step=int(start_step),
         augment=augment, padding=padding, mean=ds.mean, std=ds.std,
     )

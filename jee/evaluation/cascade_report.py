@@ -16,7 +16,7 @@ from jee.cascade.graph import CascadeGraph
 from jee.cascade.sweeps import cascade_report, operating_points, with_paths
 from jee.evaluation.cascade_inputs import cascade_inputs
 from jee.evaluation.options import BUDGETS, ReportOptions
-from jee.evaluation.report_files import policy_rows, write_report_files
+from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
 from jee.outputs import is_writer
 from jee.policy import plots
 from jee.policy.budget import budget_table, row_of_pick
@@ -35,7 +35,7 @@ def flat_report(report, outputs, graph: CascadeGraph, data, split: str) -> dict[
         "models": models,
         "edges": [[k, j] for k, succ in enumerate(graph.successors) for j in succ],
         "paths": report["paths"], "operating_points": operating_points(report),
-        "policies": rows})
+        "selection": report["selection"], "policies": rows})
 
 
 def _print_summary(flat, budgets) -> None:
@@ -55,10 +55,13 @@ def _print_summary(flat, budgets) -> None:
                   f"{p['test_accuracy']:>9.4f} "
                   f"{p['test_accuracy_change']:>+8.4f} {p['test_relative_cost']:>9.3f} "
                   f"{p['test_speedup_vs_reference']:>8.2f}")
-    print(f"{'budget':>6} {'policy':>10} {'test acc':>9} {'test cost':>9}")
+    print(f"settings selected on validation, {flat['selection']}")
+    print(f"{'budget':>6} {'policy':>10} {'val acc':>8} {'test acc':>9} {'+-se':>6} "
+          f"{'test cost':>9}")
     for b in budgets:
         if b["feasible"]:
-            print(f"{b['budget']:>6.2f} {b['family']:>10} {b['test_accuracy']:>9.4f} "
+            print(f"{b['budget']:>6.2f} {b['family']:>10} {b['val_accuracy']:>8.4f} "
+                  f"{b['test_accuracy']:>9.4f} {b.get('test_accuracy_se', 0):>6.4f} "
                   f"{b['test_relative_cost']:>9.3f}")
     oracle = next(r for r in flat["policies"] if r["family"] == "oracle")
     print(f"oracle: accuracy {oracle['accuracy']:.4f}, relative cost "
@@ -69,9 +72,11 @@ def run(config, options: ReportOptions, out: str) -> dict[str, Any]:
     """The report of the cascade ``config``, written to ``out``."""
     split = options.split
     outputs, graph, data = cascade_inputs(config)
-    report = cascade_report(data["val"], data["test"], graph, outputs.names)
+    report = cascade_report(data["val"], data["test"], graph, outputs.names,
+                            crossfit_folds=options.crossfit_folds)
     flat = flat_report(report, outputs, graph, data[split], split)
-    budgets = with_paths(budget_table(report, BUDGETS))
+    budgets = with_paths(with_standard_errors(budget_table(report, BUDGETS),
+                                              int(data["test"].num_examples)))
     write_report_files(out, flat, with_paths(report), budgets, "path_fractions", full_indent=2)
     if is_writer():
         plots.plot_accuracy_vs_cost(report, f"{out}/accuracy_vs_cost.png", split=split,

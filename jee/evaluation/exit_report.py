@@ -3,8 +3,9 @@ test.
 
 Loads a checkpoint (the best by validation accuracy unless told otherwise), runs one masked
 forward pass over the validation and test splits, fits/sweeps every policy family on
-validation, and writes ``DIR/eval/report.json``, ``report_full.json``, ``report.csv``,
-``budgets.json`` and PNG plots.
+validation (settings selected on out-of-fold figures, ``ReportOptions.crossfit_folds``; the
+learned policy's feature set per ``ReportOptions.features``), and writes
+``DIR/eval/report.json``, ``report_full.json``, ``report.csv``, ``budgets.json`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from jee import scoring, sharding
 from jee.evaluation.options import BUDGETS, ReportOptions
-from jee.evaluation.report_files import policy_rows, write_report_files
+from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
 from jee.models import split as split_model
 from jee.outputs import is_writer
 from jee.policy import plots
@@ -45,7 +46,8 @@ def flat_report(report: dict, ds, split: str, data) -> dict:
               "accuracy": float(np.mean(np.asarray(data.correct[k])))}
              for k in range(data.num_exits)]
     return {"dataset": ds.name, "split": split, "num_examples": int(data.num_examples),
-            "exits": exits,
+            "exits": exits, "selection": report["selection"],
+            "feature_selection": report.get("feature_selection"),
             "policies": policy_rows(report, split, ("oracle", "eenet_default"))}
 
 
@@ -54,12 +56,20 @@ def _print_table(flat: dict, budgets) -> None:
     for e in flat["exits"]:
         print(f"  exit {e['index']}: relative cost {e['relative_cost']:.3f}, "
               f"accuracy {e['accuracy']:.4f}")
-    print(f"{'budget':>6} {'policy':>18} {'test acc':>9} {'test cost':>9} {'val cost':>8}")
+    chosen = flat.get("feature_selection") or {}
+    if chosen:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["scores"].items())
+        print(f"learned policy features: {chosen['chosen']} (mean validation accuracy over "
+              f"budgets {chosen['budgets']}: {scores})")
+    print(f"settings selected on validation, {flat['selection']}")
+    print(f"{'budget':>6} {'policy':>18} {'val acc':>8} {'test acc':>9} {'+-se':>6} "
+          f"{'val cost':>8} {'test cost':>9}")
     for b in budgets:
         if not b.get("feasible", True):
             continue
-        print(f"{b['budget']:>6.2f} {b['family']:>18} {b['test_accuracy']:>9.4f} "
-              f"{b['test_relative_cost']:>9.3f} {b['val_relative_cost']:>8.3f}")
+        print(f"{b['budget']:>6.2f} {b['family']:>18} {b['val_accuracy']:>8.4f} "
+              f"{b['test_accuracy']:>9.4f} {b.get('test_accuracy_se', 0):>6.4f} "
+              f"{b['val_relative_cost']:>8.3f} {b['test_relative_cost']:>9.3f}")
     for r in flat["policies"]:
         if r["family"] in ("oracle", "eenet_default"):
             print(f"{r['family']:>25}: accuracy {r['accuracy']:.4f}, relative cost "
@@ -80,9 +90,11 @@ def run(config, options: ReportOptions, out: str) -> dict:
     split = options.split
     ds, model, state = restore_trained(config, options.workdir, options.step)
     _, data = exit_data_by_split(config, ds, model, state)
-    report = policy_report(data["val"], data["test"], eenet_threshold=config.threshold)
+    report = policy_report(data["val"], data["test"], eenet_threshold=config.threshold,
+                           features=options.features, crossfit_folds=options.crossfit_folds)
     flat = flat_report(report, ds, split, data[split])
-    budgets = budget_table(report, BUDGETS)
+    budgets = with_standard_errors(budget_table(report, BUDGETS),
+                                   int(data["test"].num_examples))
     write_report_files(out, flat, report, budgets)
     if is_writer():
         plots.plot_accuracy_vs_cost(report, f"{out}/accuracy_vs_cost.png", split=split,

@@ -10,6 +10,8 @@ import dataclasses
 
 from jee.infer.benchmark import DEFAULT_MODES, MODES
 from jee.infer.ladder import LADDER_KINDS, make_ladder
+from jee.policy.crossfit import DEFAULT_FOLDS
+from jee.policy.sweeps import FEATURE_CHOICES
 
 # Mean relative cost budgets of the reports' budgets.json (exits and cascades alike).
 BUDGETS = (0.3, 0.5, 0.7)
@@ -27,10 +29,20 @@ class ReportOptions:
     workdir: str | None = None   # a cascade's default: cascade.root
     split: str = "test"          # the split the report's rows are scored on
     step: str = "best"           # checkpoint: best | latest | a step number
+    # Settings are selected on out-of-fold validation figures of this many folds (0 or 1:
+    # fitted, selected and reported on all of validation, the old in-sample rule).
+    crossfit_folds: int = DEFAULT_FOLDS
+    # The learned exit policy's feature set: auto (best out of fold) | basic | history.
+    features: str = "auto"
 
     def __post_init__(self):
         if self.split not in SPLITS:
             raise ValueError(f"--split must be val or test, got {self.split!r}")
+        if self.crossfit_folds < 0:
+            raise ValueError(f"--crossfit_folds must be >= 0, got {self.crossfit_folds}")
+        if self.features not in FEATURE_CHOICES:
+            raise ValueError(f"--policy_features must be one of {list(FEATURE_CHOICES)}, got "
+                             f"{self.features!r}")
 
 
 @dataclasses.dataclass(frozen=True)

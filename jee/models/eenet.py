@@ -55,22 +55,26 @@ class EarlyExitNet(nnx.Module):
         stop = self.exit_blocks[k] + 1 if k < len(self.exit_blocks) else self.backbone.num_blocks
         return start, stop
 
-    def segment(self, k: int, h: jax.Array, train: bool = False
+    def segment(self, k: int, h: jax.Array, train: bool = False, exit_grad_scale: float = 1.0
                 ) -> tuple[jax.Array | None, jax.Array, jax.Array]:
-        """Runs segment k on ``h`` (the image for k == 0): (h_next | None, logits, conf_logit)."""
+        """Runs segment k on ``h`` (the image for k == 0): (h_next | None, logits, conf_logit).
+
+        ``exit_grad_scale`` scales the gradient an early exit head sends into the backbone
+        (forward values unchanged; 0 detaches the head's input)."""
         h = self.backbone.run(h, *self.segment_blocks(k), train=train)
         if k < len(self.exit_blocks):
-            logits, conf = self.exits[k](h, train)
+            logits, conf = self.exits[k](scale_gradient(h, exit_grad_scale), train)
             return h, logits, conf
         logits, conf = self.final(self.backbone.head_input(h, train), train)
         return None, logits, conf
 
-    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, train: bool = False, exit_grad_scale: float = 1.0
+                 ) -> tuple[jax.Array, jax.Array]:
         """Masked batch mode: logits [E, B, C] and confidence logits [E, B] for every exit."""
         all_logits, all_conf = [], []
         h = x
         for k in range(self.num_exits):
-            h, logits, conf = self.segment(k, h, train)
+            h, logits, conf = self.segment(k, h, train, exit_grad_scale)
             all_logits.append(logits)
             all_conf.append(conf)
         return jnp.stack(all_logits), jnp.stack(all_conf)
@@ -84,6 +88,17 @@ class EarlyExitNet(nnx.Module):
     def costs(self) -> CostTable:
         return measure_costs(self.backbone, self.exits, self.final, self.exit_blocks,
                              self.input_shape)
+
+
+def scale_gradient(x: jax.Array, scale: float) -> jax.Array:
+    """``x`` in the forward pass; ``scale`` times its gradient in the backward pass."""
+    if scale == 1.0:
+        return x
+    frozen = jax.lax.stop_gradient(x)
+    if scale == 0.0:
+        return frozen
+    # frozen + s * (x - frozen): exactly x forward (x - frozen is 0), s * dx backward.
+    return frozen + scale * (x - frozen)
 
 
 def _block_costs(backbone: Backbone, input_shape: Shape) -> tuple[int, list[int]]:
@@ -145,12 +160,13 @@ def split(model: EarlyExitNet):
     return nnx.split(model, nnx.Param, nnx.BatchStat)
 
 
-def forward(graphdef, params, batch_stats, x: jax.Array, train: bool = False):
+def forward(graphdef, params, batch_stats, x: jax.Array, train: bool = False,
+            exit_grad_scale: float = 1.0):
     """Masked batch mode; returns (logits [E,B,C], conf_logit [E,B], new batch_stats)."""
     # copy=True: fresh Variables owned by the current trace, so BatchNorm may update them
     # even when the caller's state was created outside (e.g. inside jax.grad under jax.jit).
     model = nnx.merge(graphdef, params, batch_stats, copy=True)
-    logits, conf = model(x, train)
+    logits, conf = model(x, train, exit_grad_scale)
     return logits, conf, nnx.state(model, nnx.BatchStat)
 
 

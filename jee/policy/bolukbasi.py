@@ -11,7 +11,9 @@ fits a weighted logistic regression on its standardised features, then keeps whi
 never does worse on the fit split than the constant policies.
 
 All lambdas are fitted in one compiled call (``jax.vmap`` over lambda); the backward
-recursion over exits is a ``lax.scan``.
+recursion over exits is a ``lax.scan``. Optional per-example weights (0 drops an example) let
+cross-fitting (``jee.policy.crossfit``) fit every fold at fixed shapes, ``jax.vmap``-ed over
+the folds; without them the arithmetic is exactly the unweighted fit's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.policy.decisions import FeaturePolicy
-from jee.policy.features import FEATURE_NAMES, ExitData
+from jee.policy.features import ALL_FEATURE_NAMES, FEATURE_NAMES, ExitData
 from jee.policy.logistic import fit_weighted_logistic
 
 # Candidate order doubles as the tie-break: on equal objective the simpler constant wins.
@@ -56,12 +58,16 @@ class BolukbasiPolicy(LinearDecisions, FeaturePolicy):
 
     Arrays: coef, mean, scale [E-1, F']; bias, mode [E-1]; lam []. A sweep returns them with a
     leading lambda axis; ``policy[i]`` is the i-th policy. ``feature_idx`` selects the columns
-    of ``FEATURE_NAMES`` used.
+    of ``ALL_FEATURE_NAMES`` used; past ``FEATURE_NAMES`` the policy reads history features.
     """
 
     num_exits: int = jax.tree.static()
     feature_idx: tuple[int, ...] = jax.tree.static(default=tuple(range(len(FEATURE_NAMES))))
     name: str = jax.tree.static(default="bolukbasi")
+
+    @property
+    def uses_history(self) -> bool:
+        return max(self.feature_idx) >= len(FEATURE_NAMES)
 
     def decide_features(self, k: int, features: jax.Array) -> jax.Array:
         z = (features[:, list(self.feature_idx)] - self.mean[k]) / self.scale[k]
@@ -71,7 +77,7 @@ class BolukbasiPolicy(LinearDecisions, FeaturePolicy):
     def params(self) -> dict[str, Any]:
         return {
             "lambda": float(self.lam),
-            "features": [FEATURE_NAMES[i] for i in self.feature_idx],
+            "features": [ALL_FEATURE_NAMES[i] for i in self.feature_idx],
             "modes": [MODE_NAMES[m] for m in np.asarray(self.mode).tolist()],
             "coef": np.asarray(self.coef, np.float64).tolist(),
             "bias": np.asarray(self.bias, np.float64).tolist(),
@@ -92,36 +98,56 @@ def apply_mode(mode, learned):
     return jnp.where(mode == ALWAYS_EXIT, True, jnp.where(mode == NEVER_EXIT, False, learned))
 
 
-def standardisation(x):
-    """Per-row mean and scale of ``x [K, N, F]`` over the N examples: ``[K, F]`` each."""
-    mean = jnp.mean(x, axis=1)
-    std = jnp.std(x, axis=1)
+def weighted_mean(x, weights):
+    """Mean of ``x [..., N]`` over its last axis weighted by ``weights [N]``, or the plain
+    mean (the same arithmetic as before weights existed) when ``weights`` is None."""
+    if weights is None:
+        return jnp.mean(x, axis=-1)
+    return jnp.sum(x * weights, axis=-1) / jnp.sum(weights)
+
+
+def standardisation(x, weights=None):
+    """Per-row mean and scale of ``x [K, N, F]`` over the N examples (weighted by ``weights
+    [N]`` when given): ``[K, F]`` each."""
+    if weights is None:
+        mean = jnp.mean(x, axis=1)
+        std = jnp.std(x, axis=1)
+    else:
+        w = weights[:, None]
+        mean = jnp.sum(x * w, axis=1) / jnp.sum(weights)
+        std = jnp.sqrt(jnp.sum(w * (x - mean[:, None]) ** 2, axis=1) / jnp.sum(weights))
     # A constant feature carries no information; scale 1 avoids dividing by ~0.
     return mean, jnp.where(std > 1e-6, std, 1.0)
 
 
-def fit_binary_decision(z, c_take, c_other, l2, steps: int):
+def fit_binary_decision(z, c_take, c_other, l2, steps: int, weights=None):
     """One weighted binary decision: take an option costing ``c_take [N]`` per example, or
     the alternative costing ``c_other [N]``, from standardised features ``z [N, F]``.
 
-    The label is "take" where ``c_take <= c_other``, the weight the cost of deciding wrong.
-    Returns ``(coef, bias, mode, take [N] bool)``: of {always take, never take, the
-    regression}, the candidate with the lowest mean cost on these examples.
+    The label is "take" where ``c_take <= c_other``, the weight the cost of deciding wrong
+    (times ``weights [N]`` when given). Returns ``(coef, bias, mode, take [N] bool)``: of
+    {always take, never take, the regression}, the candidate with the lowest (weighted) mean
+    cost on these examples.
     """
     label = (c_take <= c_other).astype(jnp.float32)
-    coef, bias = fit_weighted_logistic(z, label, jnp.abs(c_take - c_other), l2, steps)
+    w = jnp.abs(c_take - c_other)
+    if weights is not None:
+        # All-zero weights make the regression fall back to uniform ones: uniform over the
+        # examples being fitted, never over those left out.
+        w = jnp.where(jnp.sum(w * weights) > 0, w * weights, weights)
+    coef, bias = fit_weighted_logistic(z, label, w, l2, steps)
     learned = linear_score(z, coef, bias) >= 0
     always = jnp.ones_like(learned)
     candidates = jnp.stack([always, ~always, learned])
-    objective = jnp.mean(jnp.where(candidates, c_take, c_other), axis=1)
+    objective = weighted_mean(jnp.where(candidates, c_take, c_other), weights)
     mode = jnp.argmin(objective).astype(jnp.int32)
     return coef, bias, mode, candidates[mode]
 
 
 @functools.partial(jax.jit, static_argnames=("feature_idx", "steps"))
-def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
+def _fit_sweep(features, correct, costs, lambdas, l2, weights, feature_idx, steps):
     x = features[:-1][..., list(feature_idx)]
-    mean, scale = standardisation(x)
+    mean, scale = standardisation(x, weights)
     z = (x - mean[:, None]) / scale[:, None]
     err = 1.0 - correct.astype(jnp.float32)
     costs = costs.astype(jnp.float32)
@@ -130,7 +156,8 @@ def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
         def decide_exit(c_cont, exit_k):
             z_k, err_k, cost_k = exit_k
             c_exit = err_k + lam * cost_k
-            coef, bias, mode, leave = fit_binary_decision(z_k, c_exit, c_cont, l2, steps)
+            coef, bias, mode, leave = fit_binary_decision(z_k, c_exit, c_cont, l2, steps,
+                                                          weights)
             return jnp.where(leave, c_exit, c_cont), (coef, bias, mode)
 
         # Backward over the early exits; a scan (not an unrolled loop) so the logistic fit is
@@ -140,7 +167,7 @@ def _fit_sweep(features, correct, costs, lambdas, l2, feature_idx, steps):
             decide_exit, c_last, (z, err[:-1], costs[:-1]), reverse=True
         )
         # c_first is the cost of the whole policy from exit 0: its mean is the objective.
-        return coef, bias, mode, jnp.mean(c_first)
+        return coef, bias, mode, weighted_mean(c_first, weights)
 
     coef, bias, mode, objective = jax.vmap(fit_one)(lambdas)
     num_lambdas = lambdas.shape[0]
@@ -156,22 +183,30 @@ def fit_bolukbasi(
     features: tuple[str, ...] = FEATURE_NAMES,
     l2: float = 1e-3,
     steps: int = 20,
+    weights=None,
 ) -> tuple[BolukbasiPolicy, jax.Array]:
     """Fit one policy per lambda on ``data`` in one compiled call.
 
+    ``features``: names of ``ALL_FEATURE_NAMES`` the policy reads (``data`` must hold them).
+    ``weights [N]``: per-example weights (0 leaves an example out of the fit), for
+    cross-fitting; jit- and vmap-able over ``weights``.
     Returns ``(policies, objective)``: a batched ``BolukbasiPolicy`` with leading axis
     ``[L]`` (``policies[i]`` is the policy for ``lambdas[i]``) and the training objective
-    ``[L]`` (mean error + lambda * relative cost on ``data``).
+    ``[L]`` (mean error + lambda * relative cost on ``data``, weighted).
     """
-    if data.feature_names != FEATURE_NAMES:
-        raise ValueError(f"ExitData features {data.feature_names} != {FEATURE_NAMES}")
+    unknown = set(features) - set(ALL_FEATURE_NAMES)
+    if unknown or not data.has_features(features):
+        raise ValueError(f"features {features}: ExitData has {data.feature_names}")
     if data.num_exits < 2:
         raise ValueError("a learned exit policy needs at least one early exit")
-    feature_idx = tuple(FEATURE_NAMES.index(f) for f in features)
+    columns = tuple(data.feature_names.index(f) for f in features)
+    feature_idx = tuple(ALL_FEATURE_NAMES.index(f) for f in features)
     lambdas = jnp.atleast_1d(jnp.asarray(lambdas, jnp.float32))
+    if weights is not None:
+        weights = jnp.asarray(weights, jnp.float32)
     coef, bias, mean, scale, mode, objective = _fit_sweep(
-        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), feature_idx, steps
-    )
+        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), weights, columns,
+        steps)
     policy = BolukbasiPolicy(
         coef, bias, mean, scale, mode, lambdas, data.num_exits, feature_idx, "bolukbasi"
     )

@@ -4,7 +4,9 @@ Given a target mean relative cost, the chosen setting of a family is the most ac
 whose *validation* cost is within the budget (ties: the cheaper); its test accuracy and cost
 are what the budget buys. The converse, the cheapest setting reaching a validation accuracy,
 gives a family's speed-up at a given accuracy loss. Selecting on test would overstate
-accuracy.
+accuracy. Under cross-fitting (``jee.policy.crossfit``) a sweep's validation rows are
+out-of-fold figures, so a pick reads no example its policy was fitted on; the pick says so
+(``selection``) and puts the refit's in-sample validation figures beside them.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ _COST_SLACK = 1e-6
 def select_under_budget(sweep: dict[str, Any], budget: float) -> dict[str, Any] | None:
     """Budget pick from a sweep ``{"family", "val": rows, "test": rows}`` (rows aligned).
 
-    Returns ``{"family", "budget", "name", "params", "val_accuracy", "val_relative_cost",
-    "test_accuracy", "test_top5", "test_relative_cost", "test_speedup",
-    "test_exit_fractions"}``, or None when no setting's validation cost fits the budget.
+    Returns ``{"family", "budget", "name", "params", "selection", "val_accuracy",
+    "val_relative_cost", "test_accuracy", "test_top5", "test_relative_cost", "test_speedup",
+    "test_exit_fractions"}`` (the val figures are the ones selected on: out-of-fold under
+    cross-fitting, which adds ``val_insample_accuracy`` / ``val_insample_relative_cost``), or
+    None when no setting's validation cost fits the budget.
     """
     best = _best_on_val(sweep, lambda r: r["relative_cost"] <= budget + _COST_SLACK,
                         lambda r: (r["accuracy"], -r["relative_cost"]))
@@ -52,10 +56,17 @@ def row_of_pick(sweep: dict[str, Any], pick: dict[str, Any], split: str) -> dict
 
 def _pick(sweep: dict[str, Any], i: int) -> dict[str, Any]:
     val_row, test_row = sweep["val"][i], sweep["test"][i]
+    extra = {}
+    if "val_insample" in sweep:
+        insample = sweep["val_insample"][i]
+        extra = {"val_insample_accuracy": insample["accuracy"],
+                 "val_insample_relative_cost": insample["relative_cost"]}
     return {
         "family": sweep.get("family", val_row["name"]),
         "name": val_row["name"],
         "params": val_row["params"],
+        "selection": sweep.get("selection", "in-sample"),
+        **extra,
         "val_accuracy": val_row["accuracy"],
         "val_relative_cost": val_row["relative_cost"],
         "test_accuracy": test_row["accuracy"],

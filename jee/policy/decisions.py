@@ -5,7 +5,9 @@ segment k for the rows still alive (the contract of :mod:`jee.infer.interface`, 
 policies meet directly; they ignore ``aux``); offline, ``policy.exits(logits, conf)``
 returns the exit each example takes after one pass over all exits. ``FeaturePolicy`` derives
 both from a single per-exit rule on the features of ``jee.policy.features``, so they cannot
-drift apart.
+drift apart. A policy reading history features (``uses_history``) gets, online, the state of
+the earlier exits as ``STATE_SIZE`` extra columns at the end of ``logits_k``: what the
+segments wrapped by ``jee.policy.history.carry_history`` hand the engine.
 Policies are frozen pytree dataclasses: arrays are leaves (closable in ``jax.jit``, batchable
 with ``jax.vmap``), names and shapes are static.
 """
@@ -18,7 +20,12 @@ import jax
 import jax.numpy as jnp
 
 from jee.infer.interface import Policy
-from jee.policy.features import exit_features
+from jee.policy.features import (
+    STATE_SIZE,
+    all_exit_features,
+    exit_features,
+    history_step,
+)
 
 
 class ExitPolicy(Policy, Protocol):
@@ -49,6 +56,11 @@ class FeaturePolicy:
 
     num_exits: int
 
+    @property
+    def uses_history(self) -> bool:
+        """Whether the rule reads features past ``FEATURE_NAMES`` (earlier exits' outputs)."""
+        return False
+
     def decide_features(self, k: int, features: jax.Array) -> jax.Array:
         raise NotImplementedError
 
@@ -62,6 +74,10 @@ class FeaturePolicy:
         self._check_exit(k)
         if k == self.num_exits - 1:
             return jnp.ones(logits_k.shape[:1], bool)
+        if self.uses_history:
+            state = logits_k[:, -STATE_SIZE:]
+            return self.decide_features(k, history_step(state, logits_k[:, :-STATE_SIZE],
+                                                        conf_k)[0])
         return self.decide_features(k, exit_features(logits_k, conf_k))
 
     def exits_from_features(self, features: jax.Array) -> jax.Array:
@@ -89,4 +105,4 @@ def _offline_exits(policy: FeaturePolicy, features: jax.Array) -> jax.Array:
 # Inside a caller's jit these simply inline.
 _exits_from_features = jax.jit(_offline_exits)
 _exits_from_outputs = jax.jit(lambda policy, logits, conf: _offline_exits(
-    policy, exit_features(logits, conf)))
+    policy, (all_exit_features if policy.uses_history else exit_features)(logits, conf)))
