@@ -6,8 +6,9 @@ cost, the share of the test set at each exit, the final exit's accuracy) and the
 ``config.json``; each is compared with the plain backbone named by ``--plain LABEL=WORKDIR``
 (one per group, the group being the part of the label before the first ``/``). With
 ``--budgets``, a second table compares the learned exit policy with max-probability at each
-budget of every run's ``eval/budgets.json`` (``evaluate.py --workdir``), validation-predicted
-next to test.
+budget 0.3-0.9 of every run's ``eval/comparison.json`` (``evaluate.py --workdir``):
+validation-predicted next to test, and their difference on test with its paired standard
+error.
 
     python scripts/adaptive_table.py --plain r20=runs/fm_plain20 r20/adaptive=runs/fm_eenet20 \\
         r20/onestage=runs/fm_eenet20_onestage --budgets
@@ -67,32 +68,27 @@ def run_table(runs, plains) -> str:
     return "\n".join(rows)
 
 
-def _pick(budgets, family, budget):
-    for row in budgets:
-        if row.get("budget") == budget and row.get("family") == family:
-            return row
-    return None
-
-
 def budget_table(runs) -> str:
-    rows = ["| run | budget | max-prob: val-predicted / test | learned: val-predicted / test | "
-            "learned - max-prob (test) | 1 s.e. |", "|---|---|---|---|---|---|"]
+    """The learned policy against max-probability from each run's ``eval/comparison.json``."""
+    rows = ["| run | budget | max-prob: val-predicted / test (cost) | learned: val-predicted / "
+            "test (cost) | learned - max-prob on test | paired s.e. |",
+            "|---|---|---|---|---|---|"]
     for label, path in runs:
-        file = os.path.join(path, "eval", "budgets.json")
+        file = os.path.join(path, "eval", "comparison.json")
         if not os.path.exists(file):
             continue
-        budgets = _load(file)
-        budgets = budgets.get("budgets", budgets) if isinstance(budgets, dict) else budgets
-        for budget in sorted({b["budget"] for b in budgets}):
-            mp, bk = _pick(budgets, "max_prob", budget), _pick(budgets, "bolukbasi", budget)
-            if mp is None or bk is None:
+        picks = _load(file)
+        reference = {b["budget"]: b for b in picks
+                     if b["family"] == "max_prob" and b.get("feasible", True)}
+        for b in picks:
+            vs = b.get("vs_max_prob")
+            if b["family"] != "bolukbasi" or vs is None:
                 continue
+            mp = reference[b["budget"]]
             cells = [f"{100 * r['val_accuracy']:.2f} / {100 * r['test_accuracy']:.2f} "
-                     f"(cost {r['test_relative_cost']:.3f})" for r in (mp, bk)]
-            se = max(mp.get("test_accuracy_se", 0.0), bk.get("test_accuracy_se", 0.0))
-            rows.append(f"| {label} | {budget:g} | {cells[0]} | {cells[1]} | "
-                        f"{100 * (bk['test_accuracy'] - mp['test_accuracy']):+.2f} | "
-                        f"{100 * se:.2f} |")
+                     f"({r['test_relative_cost']:.3f})" for r in (mp, b)]
+            rows.append(f"| {label} | {b['budget']:g} | {cells[0]} | {cells[1]} | "
+                        f"{100 * vs['difference']:+.2f} | {100 * vs['paired_se']:.2f} |")
     return "\n".join(rows)
 
 
