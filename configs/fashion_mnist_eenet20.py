@@ -38,6 +38,7 @@ def get_config(arg=None):
     c.model.exit_type = v.get("heads", "plain")
     if v.get("recipe", "adaptive") == "onestage":
         c.loss.exit_grad_scale = 1.0
+        c.model.confidence_inputs = "features"
         c.dataset.holdout_size = 0.0
         c.confidence_stage.epochs = 0.0
     if v["smoke"]:

@@ -38,9 +38,11 @@ KNOWN = ("comma-separated, at most one per group: f2 | f4 (filters, default f4);
 def adaptive(c):
     """The recipe that makes the exits adapt per example (docs/RESULTS.md, "Networks that
     adapt"): the exits' gradients into the backbone scaled by 0.1, so the final exit keeps
-    the plain network's accuracy; 5,000 training images held out, on which a confidence
-    stage of 5 epochs trains the confidence branches alone at a cost weight of 0.1."""
+    the plain network's accuracy; confidence branches that also read their exit's softmax
+    (max-prob, margin, entropy); 5,000 training images held out, on which a confidence stage
+    of 5 epochs trains the confidence branches alone at a cost weight of 0.1."""
     c.loss.exit_grad_scale = 0.1
+    c.model.confidence_inputs = "features+softmax"
     c.dataset.holdout_size = 5000
     c.confidence_stage.epochs = 5.0
     c.confidence_stage.lam = 0.1

@@ -27,7 +27,9 @@ KINDS = ("v1", "v2")
 
 
 def _is_confidence(path) -> bool:
-    return any(getattr(key, "key", getattr(key, "name", None)) == "confidence" for key in path)
+    # ``confidence`` and, with model.confidence_inputs=features+softmax, ``confidence_stats``.
+    return any(str(getattr(key, "key", getattr(key, "name", ""))).startswith("confidence")
+               for key in path)
 
 
 def confidence_mask(params):

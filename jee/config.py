@@ -58,6 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
         placement="pareto",       # pareto | fine | linear | golden_ratio | quadratic
         exit_blocks=(),           # explicit block indices (as many as num_exits); else placement
         exit_type="pool",         # plain | pool | bnpool
+        confidence_inputs="features",  # features (the paper) | features+softmax: the
+                                  # confidence branch also reads its exit's max-prob, margin
+                                  # and normalised entropy
         dtype="float32",          # compute dtype: float32 | bfloat16 (parameters stay float32)
     ))
 

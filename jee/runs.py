@@ -54,7 +54,9 @@ def build_model(config, shapes):
     return build_eenet(m.arch, shapes.image_shape, shapes.num_classes, num_exits=m.num_exits,
                        placement=m.placement, exit_blocks=exit_blocks,
                        exit_type=m.exit_type, width=m.width, dtype=DTYPES[m.dtype],
-                       seed=config.seed)
+                       seed=config.seed,
+                       # config.json files written before the key existed lack it
+                       confidence_inputs=m.get("confidence_inputs", "features"))
 
 
 def model_for_config(config):

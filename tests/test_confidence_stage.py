@@ -13,6 +13,7 @@ import pytest
 
 from jee import confidence_stage, runs, train_lib
 from jee.checkpoint import Checkpoints, _rank
+from jee.confidence_stage import confidence_mask
 from jee.models.eenet import scale_gradient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,3 +183,41 @@ def test_stage_two_ranks_by_step_above_every_stage_one_checkpoint():
     old = {"val_accuracy": 0.99, "step": 50}  # written before stages existed: stage 1
     assert max([stage1, early2, late2, old], key=_rank) is late2
     assert max([stage1, old], key=_rank) is old  # equal accuracy: the earlier step
+
+
+def test_softmax_stats_by_hand():
+    from jee.models.exits import softmax_stats
+    stats = np.asarray(softmax_stats(jnp.array([[0.0, np.log(3.0)]])))[0]
+    # p = (1/4, 3/4): max-prob 0.75, margin 0.5, entropy / log 2 = 0.8113.
+    entropy = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75)) / np.log(2.0)
+    np.testing.assert_allclose(stats, [0.75, 0.5, entropy], rtol=1e-6)
+
+
+def test_confidence_branch_reads_the_softmax_when_asked():
+    from flax import nnx
+
+    from jee.models.exits import ExitHead
+    head = ExitHead("pool", (4, 4, 6), 5, dtype=jnp.float32, rngs=nnx.Rngs(0),
+                    confidence_inputs="features+softmax")
+    assert head.confidence_stats.kernel[...].shape == (3, 1)
+    head.confidence.kernel[...] = jnp.zeros((6, 1))
+    head.confidence.bias[...] = jnp.zeros((1,))
+    head.confidence_stats.kernel[...] = jnp.array([[1.0], [0.0], [0.0]])  # max-prob only
+    x = jax.random.normal(jax.random.key(3), (2, 4, 4, 6))
+    logits, conf = head(x)
+    np.testing.assert_allclose(np.asarray(conf), np.asarray(jax.nn.softmax(logits).max(-1)),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="confidence_inputs"):
+        ExitHead("pool", (4, 4, 6), 5, dtype=jnp.float32, rngs=nnx.Rngs(0),
+                 confidence_inputs="logits")
+
+
+def test_mask_covers_the_softmax_reading_layer():
+    from jee.models import build_eenet, split
+    model = build_eenet("resnet8", (8, 8, 1), 10, num_exits=2,
+                        confidence_inputs="features+softmax")
+    mask = confidence_mask(split(model)[1])
+    marked = sorted(jax.tree_util.keystr(p) for p, m in _leaves(mask) if m)
+    assert sum("confidence_stats" in p for p in marked) == 2  # one kernel per early exit
+    assert all("confidence" in p for p in marked)
+    assert len(marked) == 2 * 3 + 2  # each early exit: kernel, bias, stats kernel; final: 2

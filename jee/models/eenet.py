@@ -33,14 +33,15 @@ from jee.models.resnet import Backbone, Shape, build_backbone
 class EarlyExitNet(nnx.Module):
     def __init__(self, backbone: Backbone, exit_blocks: Sequence[int], exit_type: str,
                  num_classes: int, input_shape: Shape, *, dtype: Any = jnp.float32,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, confidence_inputs: str = "features"):
         self.backbone = backbone
         self.exit_blocks = check_exit_blocks(exit_blocks, backbone.num_blocks)
         self.exit_type = exit_type
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
         shapes = backbone.block_shapes
-        self.exits = nnx.List([ExitHead(exit_type, shapes[b], num_classes, dtype=dtype, rngs=rngs)
+        self.exits = nnx.List([ExitHead(exit_type, shapes[b], num_classes, dtype=dtype, rngs=rngs,
+                                        confidence_inputs=confidence_inputs)
                                for b in self.exit_blocks])
         self.final = ExitHead("pool", backbone.feature_shape, num_classes, dtype=dtype, rngs=rngs)
 
@@ -122,7 +123,7 @@ def measure_costs(backbone: Backbone, exits: Sequence[ExitHead], final: ExitHead
 def build_eenet(arch: str, input_shape: Shape, num_classes: int, *, num_exits: int = 0,
                 placement: str = "pareto", exit_blocks: Sequence[int] = (),
                 exit_type: str = "pool", width: int = 0, dtype: Any = jnp.float32,
-                seed: int = 0) -> EarlyExitNet:
+                seed: int = 0, confidence_inputs: str = "features") -> EarlyExitNet:
     """Builds an early-exit network; explicit ``exit_blocks`` win over ``num_exits``.
 
     Parameters are drawn on the host (see ``jee.models.init``): building is instant and needs
@@ -147,7 +148,7 @@ def build_eenet(arch: str, input_shape: Shape, num_classes: int, *, num_exits: i
     def make():
         rngs = nnx.Rngs(seed)
         return EarlyExitNet(make_backbone(rngs), blocks, exit_type, num_classes, input_shape,
-                            dtype=dtype, rngs=rngs)
+                            dtype=dtype, rngs=rngs, confidence_inputs=confidence_inputs)
 
     graphdef, abstract_state = nnx.split(nnx.eval_shape(make))
     return nnx.merge(graphdef, host_init(abstract_state, seed))
