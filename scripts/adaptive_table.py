@@ -40,6 +40,8 @@ def _recipe(config) -> str:
     stage = config.get("confidence_stage", {})
     parts = [f"{config['model']['exit_type']} heads",
              f"exit grad x{config['loss'].get('exit_grad_scale', 1.0):g}"]
+    if config["model"].get("confidence_inputs", "features") != "features":
+        parts.append(f"confidence reads {config['model']['confidence_inputs']}")
     if stage.get("epochs"):
         lam = stage["lam"] if stage["lam"] >= 0 else config["loss"]["lam"]
         parts.append(f"confidence stage {stage['epochs']:g} ep, lam {lam:g}, holdout "

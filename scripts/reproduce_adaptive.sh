@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates the "Networks that adapt per example" tables of docs/RESULTS.md: Fashion-MNIST
+# The runs of the "Networks that adapt per example" tables of docs/RESULTS.md: Fashion-MNIST
 # ResNet-20 and EENet-8 with the adaptive recipe (the configs' default), the one-stage recipe
 # and pool heads for comparison, their plain backbones, the learned exit policy's report, and
 # the tables (scripts/adaptive_table.py). On one H100 the eight trainings ran side by side in
 # about 2 minutes (PARALLEL=8); on the 2-core CPU, two at a time, expect about 2.5 hours.
+# The document's H100 table was made before the confidence branches read the softmax: add
+# --config.model.confidence_inputs=features to the adaptive runs for it.
 #
 #   bash scripts/reproduce_adaptive.sh [RUNS_DIR]      (default runs/adaptive)
 set -euo pipefail
