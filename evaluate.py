@@ -43,7 +43,8 @@ flags.DEFINE_list("arrival_sizes", ["B", "8"], "Benchmark with the stream mode: 
 flags.DEFINE_integer("dataset_batches", 8, "Benchmark with the stream mode and --random_init: "
                      "synthetic batches per timed pass.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
-flags.DEFINE_integer("crossfit_folds", 5, "Report: select each policy's setting on out-of-fold "
+flags.DEFINE_integer("crossfit_folds", 5, "Report and cascade benchmark: select each policy's "
+                     "setting on out-of-fold "
                      "figures of this many validation folds, then refit on all of validation; "
                      "0 or 1: fit and select on all of validation (in-sample).")
 flags.DEFINE_enum("policy_features", "auto", ["auto", "basic", "history"],
@@ -65,7 +66,7 @@ def options_from_flags(f):
             ladder=f.ladder, ladder_growth=f.ladder_growth, random_init=f.random_init,
             target_cost=f.target_cost, policy=f.policy, eager_examples=f.eager_examples,
             step=f.step, allow_padding=f.allow_padding, arrival_sizes=f.arrival_sizes,
-            dataset_batches=f.dataset_batches)
+            dataset_batches=f.dataset_batches, crossfit_folds=f.crossfit_folds)
     return options.ReportOptions(workdir=f.workdir, split=f.split, step=f.step,
                                  crossfit_folds=f.crossfit_folds, features=f.policy_features)
 

@@ -2,18 +2,26 @@
 
 No download, trains in about a minute on 2 CPU cores. A CIFAR-style ResNet-20 (16/32/64
 channels; at 8x8 its stages see 8x8, 4x4 and 2x2 features) with 2 early exits placed by the
-Pareto scheme, pool exit heads and the EENet v2 loss after 6 epochs of v0 warm-up.
+Pareto scheme, pool exit heads and the EENet v2 loss after 6 epochs of v0 warm-up, then the
+adaptive recipe's confidence stage.
 
     python train.py --config configs/digits.py --workdir runs/digits
     python train.py --config configs/digits.py --config.model.num_exits=0 \
         --workdir runs/digits_plain                      # its plain backbone
-    --config configs/digits.py:smoke                     # a few steps, for tests
+
+Variants (comma-separated): ``adaptive`` | ``onestage``, the recipe (default adaptive:
+``jee.config.adaptive_recipe`` with 15% of the training images held out for a confidence
+stage of 20 epochs, as few images make few steps; ``onestage`` is the EENet training of the
+paper alone); ``smoke``, a few steps, for tests.
 """
 
-from jee.config import base_config, smoke, unknown_variant
+from jee.config import adaptive_recipe, base_config, parse_variants, smoke
+
+KNOWN = "comma-separated: adaptive | onestage (recipe, default adaptive); smoke"
 
 
 def get_config(arg=None):
+    v = parse_variants(arg, {"recipe": ("adaptive", "onestage")}, KNOWN)
     c = base_config()
     c.dataset.source = "digits"
     c.dataset.name = "digits"
@@ -34,13 +42,13 @@ def get_config(arg=None):
     c.eval_batch_size = 256
     c.num_epochs = 20
     c.log_every_steps = 20
-    if arg == "smoke":
+    if v.get("recipe", "adaptive") == "adaptive":
+        adaptive_recipe(c, holdout_size=0.15, stage_epochs=20.0)
+    if v["smoke"]:
         smoke(c)
         c.model.arch = "resnet8"
         c.num_epochs = 2
         c.max_steps = 6
         c.eval_batch_size = 64
         c.log_every_steps = 2
-    elif arg:
-        raise unknown_variant(arg, "smoke")
     return c

@@ -134,6 +134,23 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def adaptive_recipe(c: ml_collections.ConfigDict, holdout_size: float,
+                    stage_epochs: float = 5.0, exit_grad_scale: float = 0.1
+                    ) -> ml_collections.ConfigDict:
+    """The recipe that makes a network's exits adapt per example (README, "Exits that adapt
+    per example"): the early exits' gradients into the backbone scaled by
+    ``exit_grad_scale``, so the final exit keeps the plain network's accuracy; confidence
+    branches that also read their exit's softmax (max-prob, margin, entropy);
+    ``holdout_size`` training images held out, on which a confidence stage of
+    ``stage_epochs`` trains the confidence branches alone at a cost weight of 0.1."""
+    c.loss.exit_grad_scale = exit_grad_scale
+    c.model.confidence_inputs = "features+softmax"
+    c.dataset.holdout_size = holdout_size
+    c.confidence_stage.epochs = stage_epochs
+    c.confidence_stage.lam = 0.1
+    return c
+
+
 def unknown_variant(arg: str, known: str) -> ValueError:
     return ValueError(f"unknown config variant {arg!r}; known: {known}")
 

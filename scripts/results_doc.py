@@ -17,27 +17,32 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from jee.policy.budget import select_under_budget  # noqa: E402
+from scripts.adaptive_table import budget_table as paired_table  # noqa: E402
+from scripts.adaptive_table import run_table  # noqa: E402
 
 EXPERIMENTS = [
-    ("digits", "ResNet-20, 2 exits (scikit-learn digits)", "digits", "digits_plain"),
-    ("fashion_mnist", "EENet-8, 4 filters, plain exits (Fashion-MNIST)", "fm_eenet8", "fm_plain"),
+    ("digits", "ResNet-20, 2 pool exits (scikit-learn digits)", "digits", "digits_plain"),
+    ("fashion_mnist", "EENet-8, 4 filters, pool exits (Fashion-MNIST)", "fm_eenet8",
+     "fm_cascade/tiny"),
     ("fashion_mnist_resnet20", "ResNet-20, 8 filters, 3 plain exits (Fashion-MNIST)",
      "fm_eenet20", "fm_cascade/large"),
 ]
+# The same networks trained with the paper's one-stage recipe, where they were (run, label).
+ONESTAGE = [("digits_onestage", "ResNet-20, digits"), ("fm_eenet8_onestage", "EENet-8, FM"),
+            ("fm_eenet20_onestage", "ResNet-20, FM")]
 # (run, benchmark file, label)
 BENCHMARKS = [
     ("bench110_b256", "benchmark.json",
      "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
-    ("digits", "benchmark.json", "digits ResNet-20, trained, EENet policy T=0.5"),
-    ("fm_eenet8", "benchmark.json", "Fashion-MNIST EENet-8, trained, EENet policy T=0.5"),
-] + [
-    (run, f"benchmark_bolukbasi_{budget}.json",
-     f"Fashion-MNIST {net}, trained, Bolukbasi policy at budget {budget}")
-    for run, net, budgets in (("fm_eenet8", "EENet-8", ("0.5", "0.7")),
-                              ("fm_eenet20", "ResNet-20", ("0.3", "0.5", "0.7")))
-    for budget in budgets
+    ("digits", "benchmark.json", "digits ResNet-20, trained, EENet rule T=0.5"),
+    ("fm_eenet8", "benchmark.json", "Fashion-MNIST EENet-8, trained, EENet rule T=0.5"),
+    ("fm_eenet20", "benchmark.json", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5"),
+    ("fm_eenet20", "benchmark_bolukbasi_0.5.json",
+     "Fashion-MNIST ResNet-20, trained, Bolukbasi policy at budget 0.5"),
 ]
+# (run, label) of scripts/load_test.py runs, written to RUN/eval/load_test.json.
+LOAD_TESTS = [("fm_eenet8", "Fashion-MNIST EENet-8, trained, EENet rule T=0.5"),
+              ("fm_eenet20", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5")]
 CASCADES = [("fm_cascade", "Fashion-MNIST: EENet-8 (4 filters), ResNet-8 (8), ResNet-20 (8)")]
 # (run, benchmark file, label) of benchmarks run with --modes ...,stream (a dataset section).
 STREAM_BENCHMARKS = [
@@ -45,12 +50,8 @@ STREAM_BENCHMARKS = [
      "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
     ("fm_eenet8", "benchmark_stream.json",
      "Fashion-MNIST EENet-8, trained, Bolukbasi policy at budget 0.7"),
-    ("fm_eenet20", "benchmark_stream.json",
-     "Fashion-MNIST ResNet-20, trained, Bolukbasi policy at budget 0.5"),
+    ("fm_eenet20", "benchmark_stream.json", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5"),
 ]
-# Issue 8's criterion: the learned policy against the max-probability threshold at every
-# budget from 0.3 to 0.9.
-CURVE_BUDGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _load(path):
@@ -81,9 +82,9 @@ def _scored(metrics: dict) -> str:
 
 # Every training run of reproduce.sh, with its label.
 RUNS = [("digits", "digits ResNet-20 EENet"), ("digits_plain", "digits ResNet-20 plain"),
-        ("fm_eenet8", "Fashion-MNIST EENet-8"), ("fm_plain", "Fashion-MNIST EENet-8 plain"),
-        ("fm_eenet20", "Fashion-MNIST ResNet-20 EENet"),
-        ("fm_cascade/tiny", "cascade tiny"), ("fm_cascade/small", "cascade small"),
+        ("fm_eenet8", "Fashion-MNIST EENet-8"), ("fm_eenet20", "Fashion-MNIST ResNet-20 EENet"),
+        ("fm_cascade/tiny", "cascade tiny (= EENet-8 plain)"),
+        ("fm_cascade/small", "cascade small"),
         ("fm_cascade/large", "cascade large (= ResNet-20 plain)")]
 
 
@@ -106,22 +107,20 @@ def checkpoint_table(runs: str) -> list[str]:
 
 
 def backbone_table(runs: str) -> list[str]:
-    out = ["| experiment | plain backbone test acc. | EENet final exit | EENet at T=0.5 | "
-           "mean relative cost at T=0.5 | per-exit test acc. | exit distribution | "
-           "checkpoints scored (plain; EENet) |",
-           "|---|---|---|---|---|---|---|---|"]
-    for _, label, ee, plain in EXPERIMENTS:
-        try:
-            e = _load(os.path.join(runs, ee, "test_metrics.json"))
-            p = _load(os.path.join(runs, plain, "test_metrics.json"))
-        except FileNotFoundError:
-            continue
-        out.append(f"| {label} | {_pct(p['final_accuracy'])} | {_pct(e['final_accuracy'])} | "
-                   f"{_pct(e['accuracy'])} | {e['relative_cost']:.3f} | "
-                   f"{', '.join(_pct(a) for a in e['exit_accuracy'])} | "
-                   f"{', '.join(f'{f:.3f}' for f in e['exit_fractions'])} | "
-                   f"{_scored(p)}; {_scored(e)} |")
-    return out
+    """Each EENet (the configs' default recipe, then the one-stage runs where there are any)
+    against its plain backbone: accuracy at T=0.5, cost, the test share of every exit."""
+    ee, plains = [], {}
+    for _, label, run, plain in EXPERIMENTS:
+        plains[label] = os.path.join(runs, plain)
+        ee.append((f"{label}/default recipe", os.path.join(runs, run)))
+    by_short = {"ResNet-20, digits": EXPERIMENTS[0][1], "EENet-8, FM": EXPERIMENTS[1][1],
+                "ResNet-20, FM": EXPERIMENTS[2][1]}
+    ee += [(f"{by_short[short]}/one stage", os.path.join(runs, run)) for run, short in ONESTAGE]
+    present = [(label, path) for label, path in ee
+               if os.path.exists(os.path.join(path, "test_metrics.json"))
+               and os.path.exists(os.path.join(plains[label.split("/", 1)[0]],
+                                               "test_metrics.json"))]
+    return run_table(present, plains).splitlines()
 
 
 def budget_tables(runs: str, docs: str) -> list[str]:
@@ -134,58 +133,35 @@ def budget_tables(runs: str, docs: str) -> list[str]:
         except FileNotFoundError:
             continue
         out += [f"### {label}", "",
-                "Best setting of each policy family whose *validation* cost fits the budget; "
-                "test accuracy and test cost of that setting.", "",
-                "| budget | policy | test acc. | test cost | val. cost |", "|---|---|---|---|---|"]
+                "Best setting of each policy family whose *validation* cost fits the budget, "
+                "chosen on out-of-fold validation figures; those validation-predicted figures "
+                "beside the test accuracy and cost of that setting.", "",
+                "| budget | policy | val.-predicted acc. | test acc. | val.-predicted cost | "
+                "test cost |", "|---|---|---|---|---|---|"]
         for b in budgets:
             if b.get("feasible", True):
-                out.append(f"| {b['budget']:.1f} | {b['family']} | {_pct(b['test_accuracy'])} | "
-                           f"{b['test_relative_cost']:.3f} | {b['val_relative_cost']:.3f} |")
+                out.append(f"| {b['budget']:.1f} | {b['family']} | {_pct(b['val_accuracy'])} | "
+                           f"{_pct(b['test_accuracy'])} | {b['val_relative_cost']:.3f} | "
+                           f"{b['test_relative_cost']:.3f} |")
         for row in report["policies"]:
             if row["family"] in ("oracle", "eenet_default"):
-                out.append(f"| - | {row['family']} | {_pct(row['accuracy'])} | "
-                           f"{row['relative_cost']:.3f} | - |")
+                out.append(f"| - | {row['family']} | - | {_pct(row['accuracy'])} | - | "
+                           f"{row['relative_cost']:.3f} |")
         out += _plot(path, docs, name, label)
     return out
 
 
-def _sweep(report, family):
-    """A family's curve as ``select_under_budget`` reads it (cascade files say paths where
-    early-exit files say exits)."""
-    def rows(split):
-        return [{**r, "exit_fractions": r.get("exit_fractions", r.get("path_fractions"))}
-                for r in report["families"][family][split]]
-    return {"family": family, "val": rows("val"), "test": rows("test")}
-
-
 def curve_comparison(runs: str) -> list[str]:
-    """Learned policy against the max-probability threshold, budget by budget (picked on
-    validation, scored on test), for every early-exit experiment and cascade."""
-    out = ["Each policy's most accurate setting whose *validation* cost fits the budget; test "
-           "accuracy (test cost), then the validation accuracy it was selected on (out of fold "
-           "where the report was cross-fitted). Difference: learned minus max-prob on test, in "
-           "points; one standard error of a test accuracy near 90% on 10,000 examples is about "
-           "0.3 points.", "",
-           "| experiment | budget | bolukbasi | max_prob | difference | val.: bolukbasi | "
-           "val.: max_prob |", "|---|---|---|---|---|---|---|"]
-    runs_and_labels = [(ee, label) for _, label, ee, _ in EXPERIMENTS] + [
-        (run, f"cascade: {label}") for run, label in CASCADES]
-    for run, label in runs_and_labels:
-        try:
-            report = _load(os.path.join(runs, run, "eval", "report_full.json"))
-        except FileNotFoundError:
-            continue
-        learned, threshold = _sweep(report, "bolukbasi"), _sweep(report, "max_prob")
-        for budget in CURVE_BUDGETS:
-            a, b = select_under_budget(learned, budget), select_under_budget(threshold, budget)
-            if a is None or b is None:
-                continue
-            out.append(f"| {label} | {budget:.1f} | {_pct(a['test_accuracy'])} "
-                       f"({a['test_relative_cost']:.3f}) | {_pct(b['test_accuracy'])} "
-                       f"({b['test_relative_cost']:.3f}) | "
-                       f"{100 * (a['test_accuracy'] - b['test_accuracy']):+.2f} | "
-                       f"{_pct(a['val_accuracy'])} | {_pct(b['val_accuracy'])} |")
-    return out
+    """The learned policy against max-probability at budgets 0.3-0.9, paired on test, from
+    each early-exit run's and each cascade's ``eval/comparison.json``."""
+    labelled = [(label, os.path.join(runs, ee)) for _, label, ee, _ in EXPERIMENTS] + [
+        (f"cascade: {label}", os.path.join(runs, run)) for run, label in CASCADES]
+    return ["Each policy's most accurate setting whose *validation* cost fits the budget, "
+            "every setting chosen on out-of-fold validation figures (5-fold cross-fitting, "
+            "then refitted on all of validation): validation-predicted / test accuracy (test "
+            "cost), and learned minus max-probability on test with its paired standard error "
+            "(both scored on the same test examples).", ""] + \
+        paired_table(labelled).splitlines()
 
 
 def benchmark_table(runs: str) -> list[str]:
@@ -228,6 +204,32 @@ def stream_table(runs: str) -> list[str]:
                        f"{m['arrival_size']} | {m['images_per_s']:.0f} | {m['speedup']:.2f} | "
                        f"{m['efficiency_by_time']:.2f} | {agree} | "
                        f"{m['recompiles_after_warmup']} |")
+    return out
+
+
+def load_table(runs: str) -> list[str]:
+    """Serving: requests from client threads through the stream ``Server`` against each
+    request run alone (bucketed, full), from scripts/load_test.py's JSON."""
+    out = ["| network | exits taken | mode | closed loop images/s | vs bucketed | p50 / p99 ms | "
+           "open loop offered images/s | p50 / p99 ms | p99 bound ms | within | agreement | "
+           "compiles |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run, label in LOAD_TESTS:
+        path = os.path.join(runs, run, "eval", "load_test.json")
+        if not os.path.exists(path):
+            continue
+        r = _load(path)
+        bucketed = r["modes"].get("bucketed", {}).get("closed", {}).get("images_per_s")
+        shares = " / ".join(f"{100 * f:.1f}" for f in r["exit_fractions"])
+        for mode, m in r["modes"].items():
+            c, o = m["closed"], m["open"]
+            ratio = f"{c['images_per_s'] / bucketed:.2f}x" if bucketed else "-"
+            agree = "-" if c["agreement"] is None else f"{c['agreement']:.4f}"
+            out.append(f"| {label} | {shares} | {mode} | {c['images_per_s']:.0f} | {ratio} | "
+                       f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} | "
+                       f"{o['offered_images_per_s']:.0f} | {o['p50_ms']:.1f} / "
+                       f"{o['p99_ms']:.1f} | {r['latency_bound_ms']:.1f} | "
+                       f"{'yes' if o['p99_within_bound'] else 'no'} | {agree} | "
+                       f"{c['compiles'] + o['compiles']} |")
     return out
 
 
@@ -278,12 +280,13 @@ def cascade_tables(runs: str, docs: str) -> list[str]:
                     f"{b['reference']['images_per_s']:.0f} images/s. Each model alone: {alone}"
                     " per pass. Ideal by time: the speed-up if routing and compaction were "
                     "free, from those times.", "",
-                    "| loss allowed | chosen on | mode | images/s | measured speed-up | "
+                    "| loss allowed | chosen on | policy | mode | images/s | measured speed-up | "
                     "ideal by MACs | ideal by time | test acc. | agreement | recompiles |",
-                    "|---|---|---|---|---|---|---|---|---|---|"]
+                    "|---|---|---|---|---|---|---|---|---|---|---|"]
             for p in b["points"]:
                 for mode, m in p["modes"].items():
-                    out.append(f"| {100 * p['loss']:.0f} pt | {p['selected_on']} | {mode} | "
+                    out.append(f"| {100 * p['loss']:.0f} pt | {p['selected_on']} | "
+                               f"{p.get('family', 'bolukbasi')} | {mode} | "
                                f"{m['images_per_s']:.0f} "
                                f"| {m['speedup']:.2f} | {p['ideal_speedup']:.2f} | "
                                f"{p['timed_ideal_speedup']:.2f} | "
@@ -317,6 +320,13 @@ def main() -> None:
               "batch size over the sum of each segment's own time at that size weighted by the "
               "fraction of examples reaching it, all measured in the same run.", ""]
     lines += stream_table(runs)
+    lines += ["", "## Serving: requests of 8 images from 16 client threads (this 2-core CPU)",
+              "", "`scripts/load_test.py`: closed loop (each client sends its next request "
+              "when the last is answered), then open loop at half of the stream server's "
+              "closed-loop throughput, latency counted from each request's scheduled time; "
+              "the bound is max_wait_ms + 3 x the slowest segment's time at the batch size. "
+              "`bucketed` and `full` run each request alone.", ""]
+    lines += load_table(runs)
     lines += ["", "## Network selection over a cascade of models", ""]
     lines += cascade_tables(runs, docs)
     print("\n".join(lines))

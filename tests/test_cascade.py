@@ -1,6 +1,7 @@
 """Network selection over a cascade: graph, paths, oracle, routing policies and their fit."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -8,9 +9,13 @@ import pytest
 from jee.cascade.features import cascade_data, oracle_paths, path_outcomes
 from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import make_graph
+from jee.cascade.paired import policy_from_pick
 from jee.cascade.policy import STOP, FixedPathPolicy, ThresholdCascadePolicy
 from jee.cascade.sweeps import cascade_report, operating_points
+from jee.policy.budget import budget_table
 from jee.policy.metrics import exit_metrics
+from jee.policy.paired import with_paired_comparison
+from jee.policy.sweeps import SELECTION_BUDGETS
 
 COSTS = (1.0, 3.0, 10.0)  # relative: 0.1, 0.3, 1.0
 
@@ -173,3 +178,32 @@ def test_cascade_crossfit_changes_only_what_selection_reads():
     b = fit_cascade(mixed, graph, lambdas, weights=weights)[0]
     np.testing.assert_array_equal(np.asarray(a.coef), np.asarray(b.coef))
     np.testing.assert_array_equal(np.asarray(a.mode), np.asarray(b.mode))
+
+
+def test_cascade_budget_picks_rebuild_and_pair_with_max_prob():
+    # Each pick is rebuilt from the parameters the report stores (JSON-able lists, the
+    # learned policy's per-node coefficients padded back to [M, D]); with_paired_comparison
+    # raises if a rebuilt pick scores differently on test from the report's figure.
+    val, test = _random_problem(7, n=300), _random_problem(8, n=300)
+    graph = make_graph(3)
+    report = cascade_report(val, test, graph, ["a", "b", "c"],
+                            lambdas=np.geomspace(1e-3, 3, 8), crossfit_folds=3)
+    outcomes = path_outcomes(test, graph)
+    table = json.loads(json.dumps(budget_table(report, SELECTION_BUDGETS)))
+    compared = with_paired_comparison(table, outcomes,
+                                      rebuild=lambda pick: policy_from_pick(pick, graph))
+    assert {b["family"] for b in compared if "vs_max_prob" in b} == {
+        "margin", "entropy", "bolukbasi"}
+    learned = [b for b in compared if "vs_max_prob" in b and b["family"] == "bolukbasi"]
+    assert learned
+    reference = {b["budget"]: b for b in compared if b["family"] == "max_prob"}
+    for b in learned:
+        assert b["vs_max_prob"]["difference"] == pytest.approx(
+            b["test_accuracy"] - reference[b["budget"]]["test_accuracy"], abs=1e-6)
+    # The rebuilt learned policy routes exactly as the fitted one at the same lambda.
+    fitted, _ = fit_cascade(val, graph, np.geomspace(1e-3, 3, 8))
+    pick = next(b for b in table if b["family"] == "bolukbasi" and b["feasible"])
+    i = int(np.argmin(np.abs(np.asarray(fitted.lam) - pick["params"]["lambda"])))
+    np.testing.assert_array_equal(
+        np.asarray(policy_from_pick(pick, graph).paths_from_features(test.features)),
+        np.asarray(fitted[i].paths_from_features(test.features)))

@@ -99,6 +99,8 @@ class LearnedCascadePolicy(LinearDecisions, ChainPolicy):
                      for k, n in enumerate(counts)],
             "bias": [np.asarray(self.bias[k, :n], np.float64).tolist()
                      for k, n in enumerate(counts)],
+            "mean": np.asarray(self.mean, np.float64).tolist(),
+            "scale": np.asarray(self.scale, np.float64).tolist(),
         }
 
 

@@ -1,8 +1,9 @@
 """``evaluate.py --config configs/*_cascade.py --benchmark``: the cascade's wall-clock speed-up.
 
-The learned routing policies at the operating points of the report (no accuracy loss against
-the best single model, and 1 point of loss, each chosen on validation and, after the fact, on
-test) run over the whole test split in batches of ``--batch_size``, each mode compiled once
+The routing policies at the operating points of the report (no accuracy loss against the best
+single model, and 1 point of loss, each chosen on validation and, after the fact, on test):
+the learned policy's, and the cheapest of any family where that is another (``timed_points``),
+run over the whole test split in batches of ``--batch_size``, each mode compiled once
 and timed over ``--repeats`` passes after a warm-up pass:
 
 - ``reference``: the best single model (by validation accuracy) alone, the baseline;
@@ -24,6 +25,8 @@ predictions are checked against the offline simulation of the same policy.
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +34,7 @@ import numpy as np
 from jee import data as data_lib
 from jee.cascade.fit import fit_cascade
 from jee.cascade.members import cascade_members
+from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
 from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
@@ -85,17 +89,33 @@ def _mode_runs(engines: dict, batches, counts, arrivals: dict, batch_size: int):
     return runs
 
 
+def timed_points(points: list[dict]) -> list[dict]:
+    """The operating points worth timing: for each accuracy loss and split chosen on, the
+    learned policy's, and the cheapest point of any family (the one a user would deploy)
+    when that is another family's."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in points:
+        if p["feasible"]:
+            groups.setdefault((p["loss"], p["selected_on"]), []).append(p)
+    chosen = []
+    for group in groups.values():
+        # val_* are the figures of the split the point was chosen on.
+        cheapest = min(group, key=lambda p: (p["val_relative_cost"], -p["val_accuracy"]))
+        chosen += [p for p in group if p["family"] == "bolukbasi" or p is cheapest]
+    return chosen
+
+
 def run(config, options: BenchmarkOptions, out: str) -> dict:
     """Times the cascade ``config`` at its operating points; writes ``out/benchmark.json``."""
     members = cascade_members(config)
     restored = [restore_member(m) for m in members]
     outputs, graph, data = cascade_inputs(config, members, restored)
     learned, _ = fit_cascade(data["val"], graph, DEFAULT_LAMBDAS)
-    report = cascade_report(data["val"], data["test"], graph, outputs.names, learned=learned)
+    report = cascade_report(data["val"], data["test"], graph, outputs.names, learned=learned,
+                            crossfit_folds=options.crossfit_folds)
     ops = operating_points(report)
     ref_name = ops["reference"]["model"]
     ref = outputs.names.index(ref_name)
-    lambdas = np.asarray(learned.lam).tolist()
 
     functions = [backbone_function(model, state) for _, model, state in restored]
     batches, counts = _test_batches(restored[0][0], options.batch_size)
@@ -115,7 +135,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                                  unpad(ref_out, counts).argmax(-1) == labels))},
                "seconds_per_pass_alone": dict(zip(outputs.names, model_s, strict=True))}
     results["points"] = []
-    engines = {}  # by lambda: two operating points often pick the same policy
+    engines = {}  # by setting: two operating points often pick the same one
     stream = "stream" in options.modes
     # Requests of each arrival size: the batches themselves at the batch size, else host
     # arrays of the real rows.
@@ -126,11 +146,9 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
         else:
             chunks, sizes = arrival_chunks(images, None, size, on_device=False)
             arrivals[size] = [x for x, _ in chunks], sizes
-    for point in ops["points"]:
-        if point["family"] != "bolukbasi" or not point["feasible"]:
-            continue
-        index = lambdas.index(point["params"]["lambda"])
-        policy = learned[index]
+    for point in timed_points(ops["points"]):
+        index = (point["family"], json.dumps(point["params"], sort_keys=True))
+        policy = policy_from_pick(point, graph)
         if index not in engines:
             engines[index] = {"masked": MaskedCascadeEngine(functions, policy),
                               "bucketed": CascadeEngine(functions, policy, ladder=ladder)}
@@ -140,7 +158,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
         offline_path = np.asarray(policy.paths_from_features(data["test"].features))
         offline_final = np.asarray([p[-1] for p in graph.paths()])[offline_path]
         entry = {"loss": point["loss"], "selected_on": point["selected_on"],
-                 "lambda": point["params"]["lambda"],
+                 "family": point["family"], "params": point["params"],
                  "test_accuracy": point["test_accuracy"],
                  "test_relative_cost": point["test_relative_cost"],
                  "ideal_speedup": point["test_speedup_vs_reference"],
@@ -193,12 +211,13 @@ def _print(result: dict) -> None:
     print("each model alone: " + ", ".join(
         f"{n} {s * 1e3:.0f} ms" for n, s in result["seconds_per_pass_alone"].items())
         + " per pass")
-    print(f"{'loss':>5} {'chosen on':>9} {'mode':>11} {'img/s':>8} {'speed-up':>8} "
+    print(f"{'loss':>5} {'chosen on':>9} {'policy':>10} {'mode':>11} {'img/s':>8} {'speed-up':>8} "
           f"{'ideal MACs':>10} {'ideal time':>10} {'accuracy':>8} {'agree':>6} {'compile s':>9} "
           f"{'recompiles':>10}")
     for p in result["points"]:
         for mode, s in p["modes"].items():
-            print(f"{p['loss']:>5.2f} {p['selected_on']:>9} {mode:>11} {s['images_per_s']:>8.0f} "
+            print(f"{p['loss']:>5.2f} {p['selected_on']:>9} {p['family']:>10} {mode:>11} "
+                  f"{s['images_per_s']:>8.0f} "
                   f"{s['speedup']:>8.2f} {p['ideal_speedup']:>10.2f} "
                   f"{p['timed_ideal_speedup']:>10.2f} {s['accuracy']:>8.4f} {s['agreement']:>6.3f} "
                   f"{s['compile_s']:>9.2f} {s['recompiles_after_warmup']:>10}")

@@ -3,7 +3,8 @@ validation, scored on test, with the oracle, each model alone and the operating 
 
 Writes to ``ROOT/eval`` (``cascade.root``, or ``--workdir``) the same files as the early-exit
 report, with path fractions in place of exit fractions: ``report.json``, ``report_full.json``,
-``report.csv``, ``budgets.json``, ``accuracy_vs_cost.png`` and ``path_histograms.png``.
+``report.csv``, ``budgets.json``, ``comparison.json`` (the learned routing policy against
+max-probability, paired on test), ``accuracy_vs_cost.png`` and ``path_histograms.png``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from jee.cascade.features import path_outcomes
 from jee.cascade.graph import CascadeGraph
+from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points, with_paths
 from jee.evaluation.cascade_inputs import cascade_inputs
+from jee.evaluation.comparison import learned_against_max_prob, print_comparison
 from jee.evaluation.options import BUDGETS, ReportOptions
 from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
-from jee.outputs import is_writer
+from jee.outputs import is_writer, write_json
 from jee.policy import plots
 from jee.policy.budget import budget_table, row_of_pick
 
@@ -78,6 +82,10 @@ def run(config, options: ReportOptions, out: str) -> dict[str, Any]:
     budgets = with_paths(with_standard_errors(budget_table(report, BUDGETS),
                                               int(data["test"].num_examples)))
     write_report_files(out, flat, with_paths(report), budgets, "path_fractions", full_indent=2)
+    comparison = with_paths(learned_against_max_prob(
+        report, path_outcomes(data["test"], graph),
+        rebuild=lambda pick: policy_from_pick(pick, graph)))
+    write_json(out, "comparison.json", comparison)
     if is_writer():
         plots.plot_accuracy_vs_cost(report, f"{out}/accuracy_vs_cost.png", split=split,
                                     title=f"{outputs.dataset} cascade: accuracy vs relative cost")
@@ -90,6 +98,7 @@ def run(config, options: ReportOptions, out: str) -> dict[str, Any]:
         plots.plot_exit_histograms(picks, f"{out}/path_histograms.png", xlabel="path",
                                    ticks=ticks)
         _print_summary(flat, budgets)
+        print_comparison(comparison)
         print(f"wrote {out}/report.json, report.csv, budgets.json, accuracy_vs_cost.png, "
               "path_histograms.png")
     return flat

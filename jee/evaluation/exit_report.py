@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from jee import scoring, sharding
+from jee.evaluation.comparison import learned_against_max_prob, print_comparison
 from jee.evaluation.options import BUDGETS, ReportOptions
 from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
 from jee.models import split as split_model
@@ -21,8 +22,7 @@ from jee.outputs import is_writer, write_json
 from jee.policy import plots
 from jee.policy.budget import budget_table, row_of_pick, select_under_budget
 from jee.policy.features import exit_data
-from jee.policy.paired import REFERENCE, with_paired_comparison
-from jee.policy.sweeps import SELECTION_BUDGETS, policy_report
+from jee.policy.sweeps import policy_report
 from jee.runs import restore_trained
 from jee.tensorboard_log import log_image
 
@@ -77,26 +77,6 @@ def _print_table(flat: dict, budgets) -> None:
                   f"{r['relative_cost']:.3f}, exits {np.round(r['exit_fractions'], 3).tolist()}")
 
 
-def learned_against_max_prob(report, test) -> list[dict]:
-    """The learned policy's picks (every feature set) and max-probability's at each budget
-    0.3-0.9, each learned one with its paired difference to max-probability on test."""
-    families = [f for f in report["families"] if f == REFERENCE or f.startswith("bolukbasi")]
-    picks = [b for b in budget_table(report, SELECTION_BUDGETS) if b["family"] in families]
-    return with_paired_comparison(picks, test)
-
-
-def _print_comparison(comparison) -> None:
-    print(f"learned policy against {REFERENCE} on test (paired over the same examples)")
-    print(f"{'budget':>6} {'policy':>18} {'test acc':>9} {'test cost':>9} {'difference':>11} "
-          f"{'paired se':>9}")
-    for b in comparison:
-        vs = b.get(f"vs_{REFERENCE}")
-        if vs is not None:
-            print(f"{b['budget']:>6.2f} {b['family']:>18} {b['test_accuracy']:>9.4f} "
-                  f"{b['test_relative_cost']:>9.3f} {vs['difference']:>+11.4f} "
-                  f"{vs['paired_se']:>9.4f}")
-
-
 def _budget_row(report, family, budget, split):
     """The test row of a family's setting chosen on validation for a budget (or None)."""
     curve = {"family": family, **report["families"][family]}
@@ -119,7 +99,7 @@ def run(config, options: ReportOptions, out: str) -> dict:
     write_report_files(out, flat, report, budgets)
     comparison = learned_against_max_prob(report, data["test"])
     write_json(out, "comparison.json", comparison)
-    _print_comparison(comparison)
+    print_comparison(comparison)
     if is_writer():
         plots.plot_accuracy_vs_cost(report, f"{out}/accuracy_vs_cost.png", split=split,
                                     title=f"{ds.name}: accuracy vs relative cost")

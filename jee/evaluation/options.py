@@ -63,6 +63,8 @@ class BenchmarkOptions:
     # the synthetic batches of a --random_init run.
     arrival_sizes: tuple[int | str, ...] = ("B", 8)
     dataset_batches: int = 8
+    # A cascade's operating points are selected as its report selects them.
+    crossfit_folds: int = DEFAULT_FOLDS
 
     def __post_init__(self):
         object.__setattr__(self, "modes", tuple(self.modes))

@@ -12,6 +12,7 @@ comparison is of exactly the settings the report chose.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
@@ -57,12 +58,19 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def with_paired_comparison(budgets: list[dict[str, Any]], test: ExitData,
-                           reference: str = REFERENCE) -> list[dict[str, Any]]:
+                           reference: str = REFERENCE,
+                           rebuild: Callable[[dict[str, Any]], Any] | None = None
+                           ) -> list[dict[str, Any]]:
     """Budget picks with ``vs_<reference>``: ``{"difference", "paired_se"}`` on test, for
-    every feasible pick of a budget where ``reference`` has one too."""
+    every feasible pick of a budget where ``reference`` has one too. ``rebuild(pick)`` gives
+    a pick's policy (default: an early-exit network's, ``policy_from_pick``); a cascade passes
+    its own, its paths playing the exits of ``test``."""
+    if rebuild is None:
+        def rebuild(pick):
+            return policy_from_pick(pick, test.num_exits)
     correct: dict[int, np.ndarray] = {}
     for i, b in enumerate(budgets):
-        policy = policy_from_pick(b, test.num_exits) if b.get("feasible", True) else None
+        policy = rebuild(b) if b.get("feasible", True) else None
         if policy is None:
             continue
         c = correct_per_example(policy, test)
