@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jee import data as data_lib
 from jee import sharding
 from jee.checkpoint import Checkpoints
+from jee.confidence_stage import for_model
 from jee.metrics_log import ProgressBar
 from jee.models import apply_backbone, apply_segment, build_eenet, split
 
@@ -63,11 +64,19 @@ def model_for_config(config):
     """The network of a config, built without reading its data where the shape is known."""
     known = KNOWN_SHAPES.get(config.dataset.name)
     if known is None:
-        return build_model(config, data_lib.build(config.dataset))
+        return build_model(config, build_dataset(config))
     shape, classes = known
     if config.dataset.image_size:
         shape = (config.dataset.image_size, config.dataset.image_size, shape[2])
     return build_model(config, Shapes(shape, config.dataset.get("num_classes") or classes))
+
+
+def build_dataset(config) -> data_lib.Dataset:
+    """The dataset as a run of ``config`` trained on it. A plain backbone's config drops its
+    holdout as train.py does (``confidence_stage.for_model``): the holdout changes the
+    training split and with it the normalisation statistics, so without this a plain
+    network evaluated under an early-exit recipe's config would see shifted images."""
+    return data_lib.build(for_model(config).dataset)
 
 
 def restore_trained(config, workdir: str, which: str | int = "best", *, announce: bool = True,
@@ -80,7 +89,7 @@ def restore_trained(config, workdir: str, which: str | int = "best", *, announce
     ``announce`` the step loaded and why are printed (process 0). ``ds``: the run's dataset,
     if the caller has built it already.
     """
-    ds = ds if ds is not None else data_lib.build(config.dataset)
+    ds = ds if ds is not None else build_dataset(config)
     mesh = sharding.make_mesh()
     model = build_model(config, ds)
     _, params, batch_stats = split(model)

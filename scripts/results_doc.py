@@ -27,9 +27,9 @@ EXPERIMENTS = [
     ("fashion_mnist_resnet20", "ResNet-20, 8 filters, 3 plain exits (Fashion-MNIST)",
      "fm_eenet20", "fm_cascade/large"),
 ]
-# The same networks trained with the paper's one-stage recipe, where they were (run, label).
-ONESTAGE = [("digits_onestage", "ResNet-20, digits"), ("fm_eenet8_onestage", "EENet-8, FM"),
-            ("fm_eenet20_onestage", "ResNet-20, FM")]
+# The same networks trained with the other recipe: (run, experiment index, recipe).
+ALTERNATES = [("digits_adaptive", 0, "adaptive recipe"), ("fm_eenet8_onestage", 1, "one stage"),
+              ("fm_eenet20_onestage", 2, "one stage")]
 # (run, benchmark file, label)
 BENCHMARKS = [
     ("bench110_b256", "benchmark.json",
@@ -48,8 +48,7 @@ CASCADES = [("fm_cascade", "Fashion-MNIST: EENet-8 (4 filters), ResNet-8 (8), Re
 STREAM_BENCHMARKS = [
     ("bench110_b256", "benchmark_stream.json",
      "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
-    ("fm_eenet8", "benchmark_stream.json",
-     "Fashion-MNIST EENet-8, trained, Bolukbasi policy at budget 0.7"),
+    ("fm_eenet8", "benchmark_stream.json", "Fashion-MNIST EENet-8, trained, EENet rule T=0.5"),
     ("fm_eenet20", "benchmark_stream.json", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5"),
 ]
 
@@ -107,15 +106,14 @@ def checkpoint_table(runs: str) -> list[str]:
 
 
 def backbone_table(runs: str) -> list[str]:
-    """Each EENet (the configs' default recipe, then the one-stage runs where there are any)
+    """Each EENet (the config's default recipe, then the other one where it was trained)
     against its plain backbone: accuracy at T=0.5, cost, the test share of every exit."""
     ee, plains = [], {}
     for _, label, run, plain in EXPERIMENTS:
         plains[label] = os.path.join(runs, plain)
         ee.append((f"{label}/default recipe", os.path.join(runs, run)))
-    by_short = {"ResNet-20, digits": EXPERIMENTS[0][1], "EENet-8, FM": EXPERIMENTS[1][1],
-                "ResNet-20, FM": EXPERIMENTS[2][1]}
-    ee += [(f"{by_short[short]}/one stage", os.path.join(runs, run)) for run, short in ONESTAGE]
+    ee += [(f"{EXPERIMENTS[i][1]}/{recipe}", os.path.join(runs, run))
+           for run, i, recipe in ALTERNATES]
     present = [(label, path) for label, path in ee
                if os.path.exists(os.path.join(path, "test_metrics.json"))
                and os.path.exists(os.path.join(plains[label.split("/", 1)[0]],

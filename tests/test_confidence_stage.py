@@ -14,6 +14,7 @@ import pytest
 from jee import confidence_stage, runs, train_lib
 from jee.checkpoint import Checkpoints, _rank
 from jee.confidence_stage import confidence_mask
+from jee.config import load_config
 from jee.models.eenet import scale_gradient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,3 +222,24 @@ def test_mask_covers_the_softmax_reading_layer():
     assert sum("confidence_stats" in p for p in marked) == 2  # one kernel per early exit
     assert all("confidence" in p for p in marked)
     assert len(marked) == 2 * 3 + 2  # each early exit: kernel, bias, stats kernel; final: 2
+
+
+def test_a_plain_backbone_is_evaluated_on_the_data_it_trained_on():
+    # The adaptive recipe's holdout changes the training split and so the normalisation; a
+    # plain backbone trains without it (for_model), and must be restored and evaluated
+    # without it too, even under the early-exit recipe's config (as cascade members are).
+    from jee.data import build
+    from jee.runs import build_dataset
+
+    config = load_config("configs/digits.py:adaptive")
+    config.model.num_exits = 0
+    trained_on = config.copy_and_resolve_references()
+    trained_on.dataset.holdout_size = 0.0
+    assert config.dataset.holdout_size > 0
+    got, want = build_dataset(config), build(trained_on.dataset)
+    np.testing.assert_array_equal(got.mean, want.mean)
+    np.testing.assert_array_equal(got.std, want.std)
+    assert got.num_examples("train") == want.num_examples("train")
+    # An early-exit network keeps its holdout.
+    config.model.num_exits = 2
+    assert build_dataset(config).num_examples("holdout") > 0

@@ -33,7 +33,13 @@ from jee.policy.bolukbasi import fit_bolukbasi
 from jee.policy.budget import select_under_budget
 from jee.policy.sweeps import DEFAULT_LAMBDAS, sweep_rows
 from jee.policy.thresholds import eenet_policy
-from jee.runs import model_for_config, network_functions, on_one_device, restore_trained
+from jee.runs import (
+    build_dataset,
+    model_for_config,
+    network_functions,
+    on_one_device,
+    restore_trained,
+)
 
 
 def _print(result: dict) -> None:
@@ -99,7 +105,7 @@ def _random_network(config, options: BenchmarkOptions) -> _Setup:
 
 def _trained_network(config, options: BenchmarkOptions) -> _Setup:
     batch = options.batch_size
-    ds = data_lib.build(config.dataset)
+    ds = build_dataset(config)
     available = ds.num_examples("test")
     padding = max(0, batch - available)
     if padding and not options.allow_padding:
