@@ -210,8 +210,11 @@ def torch_resnet_step(config, batch: int, repeats: int) -> dict | None:
         from torch import nn
     except ImportError:
         return None
-    depth = int(re.sub(r"\D", "", config.model.arch) or 20)
-    n, w = (depth - 2) // 6, int(config.model.width)
+    match = re.fullmatch(r"resnet(\d+)", config.model.arch)
+    if not match or (int(match.group(1)) - 2) % 6:
+        return None  # only the CIFAR ResNets are written here
+    # jee's CIFAR ResNet: width 0 is the architecture's own 16.
+    n, w = (int(match.group(1)) - 2) // 6, int(config.model.width) or 16
     h, wd, c = model_for_config(config).input_shape
 
     class Block(nn.Module):
