@@ -40,7 +40,7 @@ flags.DEFINE_bool("allow_padding", False, "Benchmark: allow --batch_size above t
                   "size (the rest is padding, counted in benchmark.json).")
 flags.DEFINE_list("arrival_sizes", ["B", "8"], "Benchmark with the stream mode: sizes of the "
                   "chunks requests arrive in (B: --batch_size).")
-flags.DEFINE_integer("dataset_batches", 8, "Benchmark with the stream mode and --random_init: "
+flags.DEFINE_integer("dataset_batches", 40, "Benchmark with the stream mode and --random_init: "
                      "synthetic batches per timed pass.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
 flags.DEFINE_integer("crossfit_folds", 5, "Report and cascade benchmark: select each policy's "
@@ -50,6 +50,10 @@ flags.DEFINE_integer("crossfit_folds", 5, "Report and cascade benchmark: select 
 flags.DEFINE_enum("policy_features", "auto", ["auto", "basic", "history"],
                   "Report: the learned exit policy's features (basic: each exit's own; history: "
                   "also earlier exits' agreement and confidence; auto: the better out of fold).")
+flags.DEFINE_bool("cpu_async_dispatch", False, "Benchmark on the CPU backend: let JAX run "
+                  "independent programs concurrently (its default). Off, one program runs at "
+                  "a time, as on a GPU stream, so that whole passes and the segments timed "
+                  "alone for the ideal by time are measured alike.")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])
 
@@ -75,6 +79,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.quiet_logs()
+    if FLAGS.benchmark:
+        import jax
+
+        # Read when the CPU client is made, so before anything touches a device.
+        jax.config.update("jax_cpu_enable_async_dispatch", FLAGS.cpu_async_dispatch)
     cli.start_distributed(FLAGS)
     # After distributed start-up: these touch devices.
     from jee.evaluation import commands

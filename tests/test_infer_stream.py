@@ -135,7 +135,7 @@ def test_no_compilation_after_warmup(synthetic, data):
     x, aux = data
     engine.run(chunks(x, [300, 300], aux))  # warm-up (a no-op if other tests ran first)
     traces, cached = engine.traces, engine.cache_size()
-    assert cached == NUM_EXITS + 1  # one program per segment plus the feed
+    assert cached == NUM_EXITS + 2  # one program per segment plus the two feeds
     # A second data set of another size, cut differently, with device chunks among them:
     # one of exactly a batch goes straight in, another is read back.
     n = 517

@@ -196,6 +196,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
               "paths": report["paths"], "num_examples": len(labels),
               "batch_size": options.batch_size,
               "ladder": list(ladder), "backend": jax.default_backend(),
+              "cpu_async_dispatch": jax.config.read("jax_cpu_enable_async_dispatch"),
               "repeats": options.repeats, **results}
     if is_writer():
         _print(record)

@@ -150,6 +150,7 @@ def run(config, options: BenchmarkOptions, out: str | None, config_name: str = "
         "padding_images": setup.padding,
         "ladder": list(ladder),
         "backend": jax.default_backend(),
+        "cpu_async_dispatch": jax.config.read("jax_cpu_enable_async_dispatch"),
         "devices": jax.device_count(),
         "ideal_speedup": result.pop("ideal_speedup"),
         "agreement": result.pop("agreement"),

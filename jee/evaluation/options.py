@@ -62,7 +62,7 @@ class BenchmarkOptions:
     # The dataset section (with "stream" in modes): request sizes, "B" for batch_size, and
     # the synthetic batches of a --random_init run.
     arrival_sizes: tuple[int | str, ...] = ("B", 8)
-    dataset_batches: int = 8
+    dataset_batches: int = 40
     # A cascade's operating points are selected as its report selects them.
     crossfit_folds: int = DEFAULT_FOLDS
 

@@ -43,6 +43,7 @@ DATASET_MODES = ("stream",)
 MODES = ("full", "masked", "bucketed", "bucketed_rows", "host", *PER_EXAMPLE_MODES,
          *DATASET_MODES)
 DEFAULT_MODES = ("full", "masked", "bucketed", "host", *PER_EXAMPLE_MODES)
+MIN_SEGMENT_ROUNDS = 7
 
 
 def make_engine(mode: str, segments: Sequence[Segment], policy: Policy, *,
@@ -196,7 +197,9 @@ def segment_times(segments: Sequence[Segment], full_fn: Callable, x: jax.Array,
     batch size, segment k fed the features segments 0..k-1 compute from ``x`` (real
     intermediate features, whoever exits).
 
-    The calls are timed round-robin, so the drift of a shared machine hits them alike.
+    The calls are timed round-robin, so the drift of a shared machine hits them alike, over
+    at least ``MIN_SEGMENT_ROUNDS`` rounds: one call is cheap next to a pass, and the median of
+    a few calls moved the ideal by time by a third on the 2-core CPU.
     """
     full = jax.jit(full_fn)
     calls, h = [(full, x)], x
@@ -205,7 +208,7 @@ def segment_times(segments: Sequence[Segment], full_fn: Callable, x: jax.Array,
         fn = jax.jit(segment)
         calls.append((fn, h))
         h = jax.block_until_ready(fn(h))[0]
-    times = np.zeros((max(1, repeats), len(calls)))
+    times = np.zeros((max(MIN_SEGMENT_ROUNDS, repeats), len(calls)))
     for r in range(times.shape[0]):
         for i, (fn, arg) in enumerate(calls):
             start = time.perf_counter()

@@ -7,7 +7,10 @@ few rows that reach them. Here each segment k owns a device-resident ring queue 
 on exactly ``batch_size`` rows taken from the head of its queue, with one compiled program per
 segment; the rows that exit are emitted (id, exit, logits) and the survivors are appended, in
 order, to the next queue. Only a flush (input exhausted, or ``step(force=True)``) runs a
-partial batch, padded with copies of a real row whose outputs are dropped.
+partial batch, padded with copies of a real row whose outputs are dropped. A feed of a full
+batch into an empty queue 0 (the common case when input arrives in batches) runs segment 0 on
+it in the same program, so the input is not copied through queue 0's buffer. Every program is
+compiled when the first input of a kind is pushed, whichever path the stream takes later.
 
 The host decides what runs next with a scheduler (:mod:`jee.infer.stream_sched`) that sees
 only the queue lengths; after a step that appended survivors it reads the new lengths back (one
@@ -60,7 +63,8 @@ class StreamDriver:
 
     A subclass names the queues each step may append to (``_destinations``), the fields each
     queue holds (``_queue_specs``) and what a step computes (``_kernel``). ``traces`` counts
-    traces of the compiled programs (one per queue plus the feed, per input shape).
+    traces of the compiled programs: one per queue plus the two feeds, per input kind, all
+    compiled when the first input of a kind is pushed.
     ``NO_VALUES`` gives the per-row shapes of the emitted values before any input was seen.
     """
 
@@ -91,6 +95,7 @@ class StreamDriver:
         self._feed_fn = jax.jit(self._feed, donate_argnums=(0, 2))
         self._step_fns = [jax.jit(functools.partial(self._step, k), donate_argnums=(1, 2, 3))
                           for k in range(num_queues)]
+        self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1, 2))
 
     # Subclass hooks.
     def _destinations(self, k: int) -> Sequence[int]:
@@ -117,10 +122,21 @@ class StreamDriver:
     def _step(self, k, source, dests, heads, lengths):
         self.traces += 1
         rows, valid, take = ring_take(source, heads[k], lengths[k], self.batch_size)
-        leave, values, sends = self._kernel(k, rows)
-        ids = jnp.where(valid & leave, rows["ids"], -1)
         heads = heads.at[k].set((heads[k] + take) % self.capacity)
         lengths = lengths.at[k].add(-take)
+        return self._advance(k, rows, valid, dests, heads, lengths)
+
+    def _direct(self, dests, heads, lengths, piece, count, first_id):
+        # A feed into an empty queue 0 and its step in one program: the piece never passes
+        # through queue 0's buffer.
+        self.traces += 1
+        slots = jnp.arange(self.batch_size, dtype=jnp.int32)
+        return self._advance(0, dict(piece, ids=first_id + slots), slots < count, dests,
+                             heads, lengths)
+
+    def _advance(self, k, rows, valid, dests, heads, lengths):
+        leave, values, sends = self._kernel(k, rows)
+        ids = jnp.where(valid & leave, rows["ids"], -1)
         new_dests = []
         for j, queue in zip(self.destinations[k], dests, strict=True):
             sent, goes = sends[j]
@@ -142,6 +158,43 @@ class StreamDriver:
         heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
         self._state, self._input = jax.device_put([queues, heads, lengths]), key
         self._lengths[:] = 0
+        try:
+            self._compile_all()
+        except BaseException:
+            # Buffers donated to a failed program are gone: the next push starts afresh.
+            self._state = self._input = None
+            raise
+
+    def _compile_all(self) -> None:
+        """Runs every program once on nothing (a zero count, empty queues), so that whichever
+        path a stream later takes compiles nothing; the state it donates comes back as it was.
+        """
+        example, with_aux = self._input
+        piece = {"h": np.zeros(example.shape, example.dtype)}
+        if with_aux:
+            piece["aux"] = np.zeros(self.batch_size, np.int32)
+        args = jax.device_put((piece, np.int32(0), np.int32(0)))
+        queues, heads, lengths = self._state
+        queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
+        queues = (queue, *queues[1:])
+        dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads, lengths,
+                                                      *args)
+        queues = self._with_dests(queues, 0, dests)
+        for k in range(self.num_queues):
+            dests, heads, lengths, _, _ = self._step_fns[k](queues[k], self._dests(queues, k),
+                                                            heads, lengths)
+            queues = self._with_dests(queues, k, dests)
+        self._state = [queues, heads, lengths]
+
+    def _dests(self, queues, k: int) -> tuple:
+        return tuple(queues[j] for j in self.destinations[k])
+
+    def _with_dests(self, queues, k: int, dests) -> tuple:
+        """``queues`` with those a step of queue k returned in place of the ones it took."""
+        queues = list(queues)
+        for j, queue in zip(self.destinations[k], dests, strict=True):
+            queues[j] = queue
+        return tuple(queues)
 
     def push(self, x, aux=None) -> range:
         """Queues ``x [n, ...]`` (and ``aux int32 [n]``) for the stream; returns their ids.
@@ -189,44 +242,50 @@ class StreamDriver:
         if action == FEED:
             if not view.can_feed():
                 raise ValueError(f"scheduler chose to feed, but cannot: {view}")
-            self._feed_piece()
+            self._feed_piece(force)
             return True
         if not (0 <= action < self.num_queues and view.can_run(action)):
             raise ValueError(f"scheduler chose {action!r}, which cannot run: {view}")
         self._run_queue(int(action))
         return True
 
-    def _feed_piece(self) -> None:
+    def _feed_piece(self, force: bool) -> None:
         example, with_aux = self._input
+        direct = self._lengths[0] == 0 and (force or self._backlog.rows >= self.batch_size)
+        if direct:
+            # Room for the whole batch in every destination, as can_run asks of a step.
+            direct = all(self._lengths[j] + min(self.batch_size, self._backlog.rows)
+                         <= self.capacity for j in self.destinations[0])
         limit = min(self.batch_size, self.capacity - int(self._lengths[0]))
         x, aux, count = self._backlog.take(limit, self.batch_size, example, with_aux)
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}
         # Explicit, so host pieces and device chunks reach the program as the same argument
         # types (one jit cache entry) and a transfer guard sees every copy the engine makes.
         args = jax.device_put((piece, np.int32(count), np.int32(self._fed)))
+        self._fed += count
         queues, heads, lengths = self._state
+        if direct:
+            outputs = self._direct_fn(self._dests(queues, 0), heads, lengths, *args)
+            self._finish_step(0, count, *outputs)
+            return
         queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
         self._state = [(queue, *queues[1:]), heads, lengths]
-        self._fed += count
         self._lengths[0] += count
 
     def _run_queue(self, k: int) -> None:
         queues, heads, lengths = self._state
-        dests = tuple(queues[j] for j in self.destinations[k])
-        dests, heads, lengths, ids, values = self._step_fns[k](queues[k], dests, heads,
-                                                               lengths)
-        queues = list(queues)
-        for j, queue in zip(self.destinations[k], dests, strict=True):
-            queues[j] = queue
-        self._state = [tuple(queues), heads, lengths]
-        self._pages.append(Emitted(k, ids, values))
         take = min(self.batch_size, int(self._lengths[k]))
+        self._lengths[k] -= take
+        self._finish_step(k, take, *self._step_fns[k](queues[k], self._dests(queues, k),
+                                                      heads, lengths))
+
+    def _finish_step(self, k, take, dests, heads, lengths, ids, values) -> None:
+        self._state = [self._with_dests(self._state[0], k, dests), heads, lengths]
+        self._pages.append(Emitted(k, ids, values))
         self.batches_run[k] += 1
         self.partial_batches[k] += take < self.batch_size
         if self.destinations[k]:
             self._lengths = jax.device_get(lengths).astype(np.int64)  # the one sync of a step
-        else:
-            self._lengths[k] -= take
 
     def flush(self) -> int:
         """Runs everything in flight to its exit, partial batches included; returns steps."""
@@ -282,8 +341,9 @@ class StreamDriver:
         return assemble(self.pop_emitted(), self._pushed, self._empty)
 
     def cache_size(self) -> int:
-        """Compiled programs held: one per queue plus the feed, per input kind seen."""
-        return self._feed_fn._cache_size() + sum(f._cache_size() for f in self._step_fns)
+        """Compiled programs held: one per queue plus the two feeds, per input kind seen."""
+        return (self._feed_fn._cache_size() + self._direct_fn._cache_size()
+                + sum(f._cache_size() for f in self._step_fns))
 
 
 class StreamEngine(StreamDriver):
