@@ -48,8 +48,9 @@ flags.DEFINE_integer("crossfit_folds", 5, "Report and cascade benchmark: select 
                      "figures of this many validation folds, then refit on all of validation; "
                      "0 or 1: fit and select on all of validation (in-sample).")
 flags.DEFINE_enum("policy_features", "auto", ["auto", "basic", "history"],
-                  "Report: the learned exit policy's features (basic: each exit's own; history: "
-                  "also earlier exits' agreement and confidence; auto: the better out of fold).")
+                  "Report: the learned policy's features (basic: each exit's own; history: "
+                  "also earlier exits' agreement and confidence, or for a cascade the root "
+                  "model's margin and entropy; auto: the better out of fold).")
 flags.DEFINE_bool("cpu_async_dispatch", False, "Benchmark on the CPU backend: let JAX run "
                   "independent programs concurrently (its default). Off, one program runs at "
                   "a time, as on a GPU stream, so that whole passes and the segments timed "

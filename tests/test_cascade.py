@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from jee.cascade.features import cascade_data, oracle_paths, path_outcomes
+from jee.cascade.features import (
+    FEATURE_NAMES,
+    FEATURE_SETS,
+    cascade_data,
+    oracle_paths,
+    path_outcomes,
+)
 from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import make_graph
 from jee.cascade.paired import policy_from_pick
@@ -15,7 +21,7 @@ from jee.cascade.sweeps import cascade_report, operating_points
 from jee.policy.budget import budget_table
 from jee.policy.metrics import exit_metrics
 from jee.policy.paired import with_paired_comparison
-from jee.policy.sweeps import SELECTION_BUDGETS
+from jee.policy.sweeps import SELECTION_BUDGETS, curve_score
 
 COSTS = (1.0, 3.0, 10.0)  # relative: 0.1, 0.3, 1.0
 
@@ -192,18 +198,74 @@ def test_cascade_budget_picks_rebuild_and_pair_with_max_prob():
     table = json.loads(json.dumps(budget_table(report, SELECTION_BUDGETS)))
     compared = with_paired_comparison(table, outcomes,
                                       rebuild=lambda pick: policy_from_pick(pick, graph))
+    # Both feature sets of the learned policy are compared: the chosen one and the other.
+    other = "bolukbasi_" + next(n for n in FEATURE_SETS
+                                if n != report["feature_selection"]["chosen"])
     assert {b["family"] for b in compared if "vs_max_prob" in b} == {
-        "margin", "entropy", "bolukbasi"}
+        "margin", "entropy", "bolukbasi", other}
     learned = [b for b in compared if "vs_max_prob" in b and b["family"] == "bolukbasi"]
     assert learned
     reference = {b["budget"]: b for b in compared if b["family"] == "max_prob"}
     for b in learned:
         assert b["vs_max_prob"]["difference"] == pytest.approx(
             b["test_accuracy"] - reference[b["budget"]]["test_accuracy"], abs=1e-6)
-    # The rebuilt learned policy routes exactly as the fitted one at the same lambda.
-    fitted, _ = fit_cascade(val, graph, np.geomspace(1e-3, 3, 8))
-    pick = next(b for b in table if b["family"] == "bolukbasi" and b["feasible"])
-    i = int(np.argmin(np.abs(np.asarray(fitted.lam) - pick["params"]["lambda"])))
-    np.testing.assert_array_equal(
-        np.asarray(policy_from_pick(pick, graph).paths_from_features(test.features)),
-        np.asarray(fitted[i].paths_from_features(test.features)))
+    # The rebuilt learned policy routes exactly as the fitted one at the same lambda, with
+    # either feature set.
+    for family in ("bolukbasi", other):
+        pick = next(b for b in table if b["family"] == family and b["feasible"])
+        fitted, _ = fit_cascade(val, graph, np.geomspace(1e-3, 3, 8),
+                                features=tuple(pick["params"]["features"]))
+        i = int(np.argmin(np.abs(np.asarray(fitted.lam) - pick["params"]["lambda"])))
+        np.testing.assert_array_equal(
+            np.asarray(policy_from_pick(pick, graph).paths_from_features(test.features)),
+            np.asarray(fitted[i].paths_from_features(test.features)))
+
+
+def test_history_features_are_the_roots_statistics():
+    logits = np.random.default_rng(3).normal(size=(3, 50, 6)).astype(np.float32)
+    data = cascade_data(logits, np.zeros(50, np.int32), COSTS)
+    probs = np.exp(logits[0]) / np.exp(logits[0]).sum(-1, keepdims=True)
+    top = np.sort(probs, -1)
+    margin, entropy = top[:, -1] - top[:, -2], -np.sum(probs * np.log(probs), -1)
+    features = np.asarray(data.features)
+    for k in range(3):  # every model's decision sees the root's outputs
+        np.testing.assert_allclose(features[k, :, FEATURE_NAMES.index("root_max_prob")],
+                                   top[:, -1], rtol=1e-5)
+        np.testing.assert_allclose(features[k, :, FEATURE_NAMES.index("root_margin")], margin,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(features[k, :, FEATURE_NAMES.index("root_entropy")],
+                                   entropy, rtol=1e-4, atol=1e-6)
+    # A policy on the basic set cannot read them: scrambling them changes nothing it learns.
+    scrambled = dataclasses.replace(data, features=np.concatenate(
+        [features[..., :5], np.random.default_rng(4).normal(size=(3, 50, 2))], -1))
+    lambdas = np.geomspace(1e-2, 1, 4)
+    a, b = (fit_cascade(d, make_graph(3), lambdas)[0] for d in (data, scrambled))
+    assert a.features == b.features == FEATURE_SETS["basic"]
+    np.testing.assert_array_equal(np.asarray(a.coef), np.asarray(b.coef))
+    with pytest.raises(ValueError, match="unknown cascade features"):
+        fit_cascade(data, make_graph(3), lambdas, features=("max_prob", "depth"))
+
+
+def test_report_keeps_the_feature_set_that_is_better_out_of_fold():
+    val, test = _random_problem(9, n=300), _random_problem(10, n=300)
+    graph = make_graph(3)
+    kwargs = dict(lambdas=np.geomspace(1e-3, 3, 6), crossfit_folds=3)
+    auto = cascade_report(val, test, graph, ["a", "b", "c"], **kwargs)
+    selection = auto["feature_selection"]
+    scores = {n: curve_score({"family": "bolukbasi", **auto["families"][f]})
+              for n, f in ((selection["chosen"], "bolukbasi"),
+                           *((n, f"bolukbasi_{n}") for n in FEATURE_SETS
+                             if n != selection["chosen"]))}
+    assert scores == pytest.approx(selection["scores"])
+    assert selection["chosen"] == max(FEATURE_SETS, key=lambda n: (
+        scores[n], -list(FEATURE_SETS).index(n)))
+    for family, curve in auto["families"].items():
+        if family.startswith("bolukbasi"):
+            assert all(row["params"]["features"] == list(FEATURE_SETS[curve["feature_set"]])
+                       for row in curve["val"])
+    only = cascade_report(val, test, graph, ["a", "b", "c"], features="history", **kwargs)
+    assert [f for f in only["families"] if f.startswith("bolukbasi")] == ["bolukbasi"]
+    assert only["families"]["bolukbasi"]["test"] == auto["families"][
+        "bolukbasi" if selection["chosen"] == "history" else "bolukbasi_history"]["test"]
+    with pytest.raises(ValueError, match="features must be one of"):
+        cascade_report(val, test, graph, ["a", "b", "c"], features="all", **kwargs)

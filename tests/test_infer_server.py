@@ -197,6 +197,31 @@ def test_lone_request_is_answered_by_a_forced_partial_batch(network, stream_engi
         assert server.engine.partial_batches.sum() - partial == EXITS
 
 
+def test_forced_pass_starts_early_enough_to_answer_by_max_wait(data):
+    # Segments that take SLEEP_S each: a forced pass for a lone row takes EXITS * SLEEP_S.
+    # Once a pass was measured, the next lone request's pass starts that much before its
+    # deadline, so it is answered at about max_wait, not max_wait plus the pass.
+    x, aux = data
+    sleep_s, max_wait_s = 0.04, 0.2
+    pass_s = EXITS * sleep_s
+
+    def slow(h):
+        time.sleep(sleep_s)
+        return h
+
+    segments = [lambda h, f=f: f(jax.pure_callback(
+        slow, jax.ShapeDtypeStruct(h.shape, h.dtype), h)) for f in dense_segments(3)]
+    with Server(StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH),
+                max_wait_ms=max_wait_s * 1e3) as server:
+        deep = np.full(1, EXITS - 1, np.int32)  # every segment runs
+        server.warm_up([(x[:1], deep)], timeout=WAIT)  # compiles, and measures a forced pass
+        start = time.perf_counter()
+        server.submit(x[1:2], deep).result(timeout=WAIT)
+        elapsed = time.perf_counter() - start
+    assert server.stats["forced_steps"] >= 2 * EXITS
+    assert 0.9 * (max_wait_s - pass_s) <= elapsed < max_wait_s + pass_s / 2
+
+
 def test_close_answers_requests_in_flight(network, stream_engine, data):
     segments, exits, logits = network
     x, aux = data

@@ -20,7 +20,11 @@ from jee.policy.features import Outcomes, exit_features, topk_correct
 from jee.policy.oracle import oracle_exits
 
 FEATURE_NAMES: tuple[str, ...] = ("max_prob", "margin", "entropy", "agrees_root",
-                                  "root_max_prob")
+                                  "root_max_prob", "root_margin", "root_entropy")
+# The learned routing policy's feature sets: "history" adds the rest of the root's softmax
+# statistics. The report fits both and keeps the better out of fold (``cascade_report``).
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"basic": FEATURE_NAMES[:5],
+                                            "history": FEATURE_NAMES}
 
 
 def cascade_features(logits: jax.Array, root_logits: jax.Array) -> jax.Array:
@@ -28,15 +32,23 @@ def cascade_features(logits: jax.Array, root_logits: jax.Array) -> jax.Array:
 
     The first three are the model's own softmax statistics (as for early exits). Every path
     starts at model 0 (the root), so its outputs are known wherever a decision is taken:
-    whether this model's top class agrees with the root's, and the root's top probability.
-    At the root itself they are 1 and its own max_prob.
+    whether this model's top class agrees with the root's, and the root's top probability,
+    margin and entropy. At the root itself agreement is 1 and the root's statistics are its own.
     """
     no_conf = jnp.zeros(logits.shape[:-1], jnp.float32)
     own = exit_features(logits, no_conf)[..., :3]
-    root_max_prob = exit_features(root_logits, no_conf)[..., 0]
+    root = exit_features(root_logits, no_conf)[..., :3]
     agrees = jnp.argmax(logits, axis=-1) == jnp.argmax(root_logits, axis=-1)
-    return jnp.concatenate(
-        [own, agrees[..., None].astype(jnp.float32), root_max_prob[..., None]], axis=-1)
+    return jnp.concatenate([own, agrees[..., None].astype(jnp.float32), root], axis=-1)
+
+
+def feature_columns(names) -> tuple[int, ...]:
+    """The columns of ``FEATURE_NAMES`` holding ``names``, in their order."""
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown cascade features {unknown or names}; choose from "
+                         f"{list(FEATURE_NAMES)}")
+    return tuple(FEATURE_NAMES.index(n) for n in names)
 
 
 @jax.tree_util.register_dataclass

@@ -23,7 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jee.cascade.features import CascadeData
+from jee.cascade.features import FEATURE_SETS, CascadeData, feature_columns
 from jee.cascade.graph import CascadeGraph
 from jee.cascade.policy import LearnedCascadePolicy
 from jee.policy.bolukbasi import (
@@ -66,7 +66,8 @@ def _fit_sweep(features, correct, costs, lambdas, l2, weights, graph: CascadeGra
 
 
 def fit_cascade(data: CascadeData, graph: CascadeGraph, lambdas, *, l2: float = 1e-3,
-                steps: int = 20, weights=None) -> tuple[LearnedCascadePolicy, jax.Array]:
+                steps: int = 20, weights=None, features=FEATURE_SETS["basic"]
+                ) -> tuple[LearnedCascadePolicy, jax.Array]:
     """One routing policy per lambda, fitted on ``data`` in one compiled call (``weights
     [N]``: per-example weights, 0 leaves an example out; jit- and vmap-able over them).
 
@@ -79,7 +80,9 @@ def fit_cascade(data: CascadeData, graph: CascadeGraph, lambdas, *, l2: float = 
     lambdas = jnp.atleast_1d(jnp.asarray(lambdas, jnp.float32))
     if weights is not None:
         weights = jnp.asarray(weights, jnp.float32)
+    columns = list(feature_columns(features))
     coef, bias, mean, scale, mode, objective = _fit_sweep(
-        data.features, data.correct, data.costs, lambdas, jnp.float32(l2), weights, graph,
-        steps)
-    return LearnedCascadePolicy(coef, bias, mean, scale, mode, lambdas, graph), objective
+        data.features[..., columns], data.correct, data.costs, lambdas, jnp.float32(l2),
+        weights, graph, steps)
+    return LearnedCascadePolicy(coef, bias, mean, scale, mode, lambdas, graph,
+                                features=tuple(features)), objective

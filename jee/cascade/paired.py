@@ -40,4 +40,5 @@ def policy_from_pick(pick: dict[str, Any], graph: CascadeGraph):
     return LearnedCascadePolicy(
         coef=jnp.asarray(coef), bias=jnp.asarray(bias), mean=jnp.asarray(p["mean"], jnp.float32),
         scale=jnp.asarray(p["scale"], jnp.float32), mode=jnp.asarray(mode),
-        lam=jnp.asarray(p["lambda"], jnp.float32), graph=graph, name=pick["family"])
+        lam=jnp.asarray(p["lambda"], jnp.float32), graph=graph, name=pick["family"],
+        features=tuple(p["features"]))

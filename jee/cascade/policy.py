@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.cascade.features import FEATURE_NAMES, cascade_features
+from jee.cascade.features import FEATURE_NAMES, FEATURE_SETS, cascade_features, feature_columns
 from jee.cascade.graph import CascadeGraph
 from jee.infer.cascade import STOP
 from jee.policy.bolukbasi import MODE_NAMES, LinearDecisions, apply_mode, linear_score
@@ -76,15 +76,18 @@ def _paths(policy: ChainPolicy, features: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class LearnedCascadePolicy(LinearDecisions, ChainPolicy):
     """Decision d at node k: ((f - mean_k) / scale_k) . coef[k, d] + bias[k, d] >= 0, unless
-    ``mode[k, d]`` fixes it (always / never). coef [M, D, F]; bias, mode [M, D]; mean, scale
-    [M, F]; lam []. D is the largest number of decisions at a node; unused slots are ignored.
+    ``mode[k, d]`` fixes it (always / never), f the columns ``features`` of the cascade's
+    features. coef [M, D, F]; bias, mode [M, D]; mean, scale [M, F]; lam []. D is the
+    largest number of decisions at a node; unused slots are ignored.
     """
 
     graph: CascadeGraph = jax.tree.static()
     name: str = jax.tree.static(default="bolukbasi")
+    features: tuple[str, ...] = jax.tree.static(default=FEATURE_SETS["basic"])
 
     def decision(self, k, d, features):
-        z = (features - self.mean[k]) / self.scale[k]
+        f = features[..., list(feature_columns(self.features))]
+        z = (f - self.mean[k]) / self.scale[k]
         return apply_mode(self.mode[k, d], linear_score(z, self.coef[k, d], self.bias[k, d]) >= 0)
 
     @property
@@ -93,7 +96,7 @@ class LearnedCascadePolicy(LinearDecisions, ChainPolicy):
         mode = np.asarray(self.mode).tolist()
         return {
             "lambda": float(self.lam),
-            "features": list(FEATURE_NAMES),
+            "features": list(self.features),
             "modes": [[MODE_NAMES[m] for m in mode[k][:n]] for k, n in enumerate(counts)],
             "coef": [np.asarray(self.coef[k, :n], np.float64).tolist()
                      for k, n in enumerate(counts)],

@@ -13,6 +13,7 @@ import numpy as np
 
 from jee.cascade.features import (
     FEATURE_NAMES,
+    FEATURE_SETS,
     PathOutcomes,
     oracle_paths,
     path_outcomes,
@@ -24,11 +25,17 @@ from jee.policy.budget import row_of_pick, select_for_accuracy
 from jee.policy.crossfit import DEFAULT_FOLDS, DEFAULT_SEED, crossfit_sweep, selection_name
 from jee.policy.metrics import report_row
 from jee.policy.oracle import OraclePolicy
-from jee.policy.sweeps import DEFAULT_LAMBDAS, DEFAULT_QUANTILES, add_quantiles
+from jee.policy.sweeps import (
+    DEFAULT_LAMBDAS,
+    DEFAULT_QUANTILES,
+    add_quantiles,
+    choose_feature_set,
+)
 
 # family -> (feature, stop_if_above)
 THRESHOLD_FAMILIES = {"max_prob": ("max_prob", True), "margin": ("margin", True),
                       "entropy": ("entropy", False)}
+FEATURE_CHOICES = ("auto", *FEATURE_SETS)
 # Accuracy given up against the best single model (on validation) at the operating points.
 LOSSES = (0.0, 0.01)
 
@@ -63,20 +70,24 @@ def _single_model_rows(data, names):
 
 
 def cascade_report(val, test, graph: CascadeGraph, names, *, lambdas=DEFAULT_LAMBDAS,
-                   quantiles=DEFAULT_QUANTILES, learned=None, crossfit_folds=DEFAULT_FOLDS,
-                   seed=DEFAULT_SEED, **fit_kwargs) -> dict[str, Any]:
+                   quantiles=DEFAULT_QUANTILES, features: str = "auto",
+                   crossfit_folds=DEFAULT_FOLDS, seed=DEFAULT_SEED, **fit_kwargs
+                   ) -> dict[str, Any]:
     """Curves and reference points of a cascade (``val`` / ``test``: ``CascadeData``)::
 
         {"families": {family: {"val": [row], "test": [row], "selection", ...}},
          "selection": "crossfit-K" | "in-sample",
+         "feature_selection": {"chosen", "scores", "budgets"},
          "oracle": {split: row}, "single_models": {split: [row per model]},
          "paths": [{"index", "models", "relative_cost"}]}
 
     Rows as in ``jee.policy.sweeps``, their ``exit_fractions`` over the paths; ``val`` rows
-    are out-of-fold figures when ``crossfit_folds`` >= 2. ``learned``: the policies of
-    ``fit_cascade(val, graph, lambdas)`` (the refit on all of validation) when the caller
-    already has them.
+    are out-of-fold figures when ``crossfit_folds`` >= 2. ``features``: the learned policy's
+    feature set (a key of ``FEATURE_SETS``), or ``"auto"``: every set is fitted and the best
+    out of fold is family ``bolukbasi``, the others ``bolukbasi_<set>``, as for early exits.
     """
+    if features not in FEATURE_CHOICES:
+        raise ValueError(f"features must be one of {FEATURE_CHOICES}, got {features!r}")
     outcomes = {"val": path_outcomes(val, graph), "test": path_outcomes(test, graph)}
     families = {}
     for family in THRESHOLD_FAMILIES:
@@ -86,18 +97,23 @@ def cascade_report(val, test, graph: CascadeGraph, names, *, lambdas=DEFAULT_LAM
             fit_threshold, outcomes["val"], outcomes["test"], folds=crossfit_folds,
             seed=seed), quantiles)
 
-    def fit_learned(weights):
-        if weights is None and learned is not None:
-            return learned
-        return fit_cascade(val, graph, lambdas, weights=weights, **fit_kwargs)[0]
-    families["bolukbasi"] = crossfit_sweep(fit_learned, outcomes["val"], outcomes["test"],
-                                           folds=crossfit_folds, seed=seed)
+    sweeps = {}
+    for name in FEATURE_SETS if features == "auto" else [features]:
+        def fit_learned(weights, name=name):
+            return fit_cascade(val, graph, lambdas, weights=weights,
+                               features=FEATURE_SETS[name], **fit_kwargs)[0]
+        sweeps[name] = crossfit_sweep(fit_learned, outcomes["val"], outcomes["test"],
+                                      folds=crossfit_folds, seed=seed)
+    learned, feature_selection = choose_feature_set(sweeps)
+    families.update({family: {k: v for k, v in curve.items() if k != "family"}
+                     for family, curve in learned.items()})
     oracle = OraclePolicy()
     singles = {"val": _single_model_rows(val, names), "test": _single_model_rows(test, names)}
     costs = graph.path_costs(np.asarray(val.costs))
     return {
         "families": families,
         "selection": selection_name(crossfit_folds),
+        "feature_selection": feature_selection,
         "oracle": {s: report_row(oracle, oracle_paths(o), o) for s, o in outcomes.items()},
         "single_models": singles,
         "paths": [{"index": i, "models": [names[k] for k in p], "relative_cost": float(c)}

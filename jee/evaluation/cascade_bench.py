@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee import data as data_lib
-from jee.cascade.fit import fit_cascade
 from jee.cascade.members import cascade_members
 from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
@@ -42,7 +41,6 @@ from jee.infer.benchmark import arrival_chunks, time_calls, unpad
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
 from jee.infer.stream import StreamCascadeEngine
 from jee.outputs import is_writer, write_json
-from jee.policy.sweeps import DEFAULT_LAMBDAS
 from jee.runs import backbone_function
 
 
@@ -110,8 +108,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
     members = cascade_members(config)
     restored = [restore_member(m) for m in members]
     outputs, graph, data = cascade_inputs(config, members, restored)
-    learned, _ = fit_cascade(data["val"], graph, DEFAULT_LAMBDAS)
-    report = cascade_report(data["val"], data["test"], graph, outputs.names, learned=learned,
+    report = cascade_report(data["val"], data["test"], graph, outputs.names,
                             crossfit_folds=options.crossfit_folds)
     ops = operating_points(report)
     ref_name = ops["reference"]["model"]

@@ -18,7 +18,11 @@ from jee.cascade.graph import CascadeGraph
 from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points, with_paths
 from jee.evaluation.cascade_inputs import cascade_inputs
-from jee.evaluation.comparison import learned_against_max_prob, print_comparison
+from jee.evaluation.comparison import (
+    learned_against_max_prob,
+    print_comparison,
+    print_feature_selection,
+)
 from jee.evaluation.options import BUDGETS, ReportOptions
 from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
 from jee.outputs import is_writer, write_json
@@ -39,7 +43,8 @@ def flat_report(report, outputs, graph: CascadeGraph, data, split: str) -> dict[
         "models": models,
         "edges": [[k, j] for k, succ in enumerate(graph.successors) for j in succ],
         "paths": report["paths"], "operating_points": operating_points(report),
-        "selection": report["selection"], "policies": rows})
+        "selection": report["selection"], "feature_selection": report["feature_selection"],
+        "policies": rows})
 
 
 def _print_summary(flat, budgets) -> None:
@@ -48,6 +53,7 @@ def _print_summary(flat, budgets) -> None:
     for m in flat["models"]:
         print(f"  {m['name']:>10}: relative cost {m['relative_cost']:.3f}, accuracy "
               f"{m['accuracy']:.4f}")
+    print_feature_selection(flat["feature_selection"])
     ops = flat["operating_points"]
     print(f"reference: {ops['reference']['model']} (test accuracy "
           f"{ops['reference']['test_accuracy']:.4f})")
@@ -77,7 +83,7 @@ def run(config, options: ReportOptions, out: str) -> dict[str, Any]:
     split = options.split
     outputs, graph, data = cascade_inputs(config)
     report = cascade_report(data["val"], data["test"], graph, outputs.names,
-                            crossfit_folds=options.crossfit_folds)
+                            features=options.features, crossfit_folds=options.crossfit_folds)
     flat = flat_report(report, outputs, graph, data[split], split)
     budgets = with_paths(with_standard_errors(budget_table(report, BUDGETS),
                                               int(data["test"].num_examples)))

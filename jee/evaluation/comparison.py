@@ -1,6 +1,6 @@
 """``eval/comparison.json``: the learned policy against max-probability at budgets 0.3-0.9,
 paired over the same test examples (``jee.policy.paired``), for early-exit networks and
-cascades alike, and its printed table."""
+cascades alike, its printed table, and the printed choice of the learned policy's features."""
 
 from __future__ import annotations
 
@@ -32,3 +32,11 @@ def print_comparison(comparison) -> None:
             print(f"{b['budget']:>6.2f} {b['family']:>18} {b['test_accuracy']:>9.4f} "
                   f"{b['test_relative_cost']:>9.3f} {vs['difference']:>+11.4f} "
                   f"{vs['paired_se']:>9.4f}")
+
+
+def print_feature_selection(selection: dict[str, Any] | None) -> None:
+    """One line: the learned policy's feature set and every set's out-of-fold score."""
+    if selection:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in selection["scores"].items())
+        print(f"learned policy features: {selection['chosen']} (mean validation accuracy over "
+              f"budgets {selection['budgets']}: {scores})")

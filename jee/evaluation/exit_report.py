@@ -14,7 +14,11 @@ import jax
 import numpy as np
 
 from jee import scoring, sharding
-from jee.evaluation.comparison import learned_against_max_prob, print_comparison
+from jee.evaluation.comparison import (
+    learned_against_max_prob,
+    print_comparison,
+    print_feature_selection,
+)
 from jee.evaluation.options import BUDGETS, ReportOptions
 from jee.evaluation.report_files import policy_rows, with_standard_errors, write_report_files
 from jee.models import split as split_model
@@ -57,11 +61,7 @@ def _print_table(flat: dict, budgets) -> None:
     for e in flat["exits"]:
         print(f"  exit {e['index']}: relative cost {e['relative_cost']:.3f}, "
               f"accuracy {e['accuracy']:.4f}")
-    chosen = flat.get("feature_selection") or {}
-    if chosen:
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["scores"].items())
-        print(f"learned policy features: {chosen['chosen']} (mean validation accuracy over "
-              f"budgets {chosen['budgets']}: {scores})")
+    print_feature_selection(flat.get("feature_selection"))
     print(f"settings selected on validation, {flat['selection']}")
     print(f"{'budget':>6} {'policy':>18} {'val acc':>8} {'test acc':>9} {'+-se':>6} "
           f"{'val cost':>8} {'test cost':>9}")

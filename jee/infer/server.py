@@ -144,11 +144,13 @@ class Server(_WorkerServer):
     The worker loop: take new requests and push them into the engine; run what the engine's
     scheduler picks without forcing (full batches and feeds only), taking new requests between
     steps; collect the emitted pages every ``collect_every`` steps and whenever the engine is
-    idle, resolving the requests that are complete. When the oldest request still in flight
-    has waited ``max_wait_ms`` since its submission, run forced steps (partial batches, padded)
-    until no request is overdue; a request is then answered within about ``max_wait_ms`` plus
-    the time of one forced pass through the segments, however low the load. Idle, the worker
-    sleeps on the queue until a request arrives or the oldest deadline passes.
+    idle, resolving the requests that are complete. ``max_wait_ms`` is the time a request may
+    wait for its batches to fill: when the oldest request still in flight would be answered
+    later than that after its submission by the time a forced pass takes (forced steps, partial
+    batches padded, until no request is overdue; its duration is the average of the passes
+    measured so far, 0 before the first), run that pass. A request is then answered within
+    about ``max_wait_ms`` plus the step running when it fell due, however low the load. Idle,
+    the worker sleeps on the queue until a request arrives or the oldest deadline passes.
 
     ``stats`` (written by the worker) counts requests, images, steps, forced steps and
     collections; the engine's ``batches_run`` / ``partial_batches`` count batches per segment.
@@ -167,6 +169,8 @@ class Server(_WorkerServer):
         self.stats = dict(requests=0, images=0, steps=0, forced_steps=0, collects=0)
         self._open: collections.OrderedDict[int, _Request] = collections.OrderedDict()
         self._unread = 0  # steps whose pages are not collected yet
+        self._force_s = 0.0  # the mean duration of the forced passes so far
+        self._forced_passes = 0
         self._thread.start()
 
     def _in_flight(self):
@@ -222,10 +226,13 @@ class Server(_WorkerServer):
                 return False
 
     def _until_deadline(self) -> float | None:
+        """Seconds until the oldest request in flight must start its forced pass."""
         if not self._open:
             return None
         oldest = next(iter(self._open.values()))
-        return max(oldest.submitted + self.max_wait - time.perf_counter(), 0.0)
+        # Never before submission: a pass longer than max_wait cannot be started early enough.
+        due = oldest.submitted + max(self.max_wait - self._force_s, 0.0)
+        return max(due - time.perf_counter(), 0.0)
 
     def _overdue(self) -> bool:
         return bool(self._open) and self._until_deadline() == 0.0
@@ -233,6 +240,12 @@ class Server(_WorkerServer):
     def _force(self) -> None:
         # No intake meanwhile: with a fixed set of rows the forced steps reach every queue,
         # whereas new arrivals could keep the shallow queues busy and starve the overdue rows.
+        start = time.perf_counter()
+        self._force_pass()
+        self._forced_passes += 1
+        self._force_s += (time.perf_counter() - start - self._force_s) / self._forced_passes
+
+    def _force_pass(self) -> None:
         while self._overdue():
             if not self.engine.step(force=True):
                 raise RuntimeError(f"overdue requests but nothing to run: {self.engine.view()}")

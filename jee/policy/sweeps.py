@@ -136,9 +136,18 @@ def learned_sweeps(val: ExitData, test: ExitData, lambdas=DEFAULT_LAMBDAS, *,
     names = names if features == "auto" else [features]
     sweeps = {n: bolukbasi_sweep(val, test, lambdas, features=FEATURE_SETS[n], folds=folds,
                                  seed=seed, **fit_kwargs) for n in names}
-    scores = {n: curve_score(s, budgets) for n, s in sweeps.items()}
+    return choose_feature_set(sweeps, budgets)
+
+
+def choose_feature_set(sweeps: dict[str, dict[str, Any]], budgets=SELECTION_BUDGETS
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(curves, selection)`` from the learned policy's sweep per feature set (in order,
+    simplest first): the set with the highest ``curve_score`` (ties: the simpler) becomes
+    family ``bolukbasi``, the others ``bolukbasi_<set>``."""
+    names = list(sweeps)
+    scores = {n: curve_score({"family": "bolukbasi", **s}, budgets) for n, s in sweeps.items()}
     chosen = max(names, key=lambda n: (scores[n], -names.index(n)))
-    curves = {"bolukbasi": {**sweeps[chosen], "feature_set": chosen}}
+    curves = {"bolukbasi": {**sweeps[chosen], "family": "bolukbasi", "feature_set": chosen}}
     curves.update({f"bolukbasi_{n}": {**sweeps[n], "family": f"bolukbasi_{n}", "feature_set": n}
                    for n in names if n != chosen})
     return curves, {"chosen": chosen, "scores": scores, "budgets": list(budgets)}
