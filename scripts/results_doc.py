@@ -62,6 +62,14 @@ def _pct(x):
     return f"{100 * x:.2f}"
 
 
+def _dispatch(record) -> str:
+    """How the CPU ran the benchmark's programs (files from before the setting existed ran
+    JAX's default, concurrently)."""
+    if record.get("backend", "cpu") != "cpu":
+        return "-"
+    return "concurrent" if record.get("cpu_async_dispatch", True) else "one at a time"
+
+
 def _plot(eval_dir: str, docs: str, name: str, label: str) -> list[str]:
     """Copies a run's accuracy-vs-cost plot into docs/ as NAME_accuracy_vs_cost.png and
     returns the lines that show it (none when the run has no plot)."""
@@ -165,7 +173,8 @@ def curve_comparison(runs: str) -> list[str]:
 def benchmark_table(runs: str) -> list[str]:
     out = ["| network | batch | ladder | ideal speed-up | bucketed speed-up | efficiency | "
            "host speed-up | eager images/s | bucketed images/s | bucketed / eager | "
-           "recompiles | agreement |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "recompiles | agreement | CPU programs |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, name, label in BENCHMARKS:
         path = os.path.join(runs, run, "eval", name)
         if not os.path.exists(path):
@@ -181,27 +190,28 @@ def benchmark_table(runs: str) -> list[str]:
             f"| {label} | {b['batch_size']} | {len(b.get('ladder', []))} sizes | "
             f"{b['ideal_speedup']:.2f} | {bk['speedup']:.2f} | {bk['efficiency']:.2f} | "
             f"{host_speedup} | {eager_rate} | {bk['images_per_s']:.1f} | {ratio} | "
-            f"{bk['recompiles_after_warmup']} | {b['agreement']:.4f} |")
+            f"{bk['recompiles_after_warmup']} | {b['agreement']:.4f} | {_dispatch(b)} |")
     return out
 
 
 def stream_table(runs: str) -> list[str]:
     """The dataset sections: whole passes, input arriving in chunks of the batch and of 8."""
     out = ["| network | images | batch | ideal by MACs | ideal by time | mode | arrival | "
-           "images/s | speed-up | efficiency by time | agreement | recompiles |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "images/s | speed-up | efficiency by time | agreement | recompiles | CPU programs |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, name, label in STREAM_BENCHMARKS:
         path = os.path.join(runs, run, "eval", name)
         if not os.path.exists(path):
             continue
-        d = _load(path)["dataset"]
+        record = _load(path)
+        d = record["dataset"]
         for mode, m in d["modes"].items():
             agree = f"{m['agreement']:.4f}" if "agreement" in m else "-"
             out.append(f"| {label} | {d['num_examples']} | {d['batch_size']} | "
                        f"{d['ideal_speedup']:.2f} | {d['ideal_by_time']:.2f} | {mode} | "
                        f"{m['arrival_size']} | {m['images_per_s']:.0f} | {m['speedup']:.2f} | "
                        f"{m['efficiency_by_time']:.2f} | {agree} | "
-                       f"{m['recompiles_after_warmup']} |")
+                       f"{m['recompiles_after_warmup']} | {_dispatch(record)} |")
     return out
 
 
@@ -274,7 +284,8 @@ def cascade_tables(runs: str, docs: str) -> list[str]:
             alone = ", ".join(f"{n} {1e3 * t:.0f} ms"
                               for n, t in b["seconds_per_pass_alone"].items())
             out += ["", f"Measured over the whole test split, batch {b['batch_size']}, median "
-                    f"of {b['repeats']} passes; reference: {b['reference']['model']} alone at "
+                    f"of {b['repeats']} passes, CPU programs {_dispatch(b)}; reference: "
+                    f"{b['reference']['model']} alone at "
                     f"{b['reference']['images_per_s']:.0f} images/s. Each model alone: {alone}"
                     " per pass. Ideal by time: the speed-up if routing and compaction were "
                     "free, from those times.", "",
@@ -316,7 +327,9 @@ def main() -> None:
               "(`--modes ...,stream`); `bucketed` runs each arriving chunk alone, `full` is the "
               "plain network batch by batch. Ideal by time: the plain network's time at the "
               "batch size over the sum of each segment's own time at that size weighted by the "
-              "fraction of examples reaching it, all measured in the same run.", ""]
+              "fraction of examples reaching it, all measured in the same run. CPU programs: "
+              "one at a time (`evaluate.py --benchmark`'s default on the CPU, as a GPU runs "
+              "its stream) or concurrently (JAX's default).", ""]
     lines += stream_table(runs)
     lines += ["", "## Serving: requests of 8 images from 16 client threads (this 2-core CPU)",
               "", "`scripts/load_test.py`: closed loop (each client sends its next request "
