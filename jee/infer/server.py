@@ -144,11 +144,11 @@ class Server(_WorkerServer):
     The worker loop: take new requests and push them into the engine; run what the engine's
     scheduler picks without forcing (full batches and feeds only), taking new requests between
     steps; collect the emitted pages every ``collect_every`` steps and whenever the engine is
-    idle, resolving the requests that are complete. ``max_wait_ms`` is the time a request may
-    wait for its batches to fill: when the oldest request still in flight would be answered
-    later than that after its submission by the time a forced pass takes (forced steps, partial
-    batches padded, until no request is overdue; its duration is the average of the passes
-    measured so far, 0 before the first), run that pass. A request is then answered within
+    idle, resolving the requests that are complete. ``max_wait_ms`` is how long after its
+    submission a request should be answered when its batches do not fill: once the oldest
+    request in flight has less of its ``max_wait_ms`` left than a forced pass takes (the mean
+    of the passes measured so far, 0 before the first), a forced pass runs (forced steps,
+    partial batches padded, until no request is overdue). A request is then answered within
     about ``max_wait_ms`` plus the step running when it fell due, however low the load. Idle,
     the worker sleeps on the queue until a request arrives or the oldest deadline passes.
 
