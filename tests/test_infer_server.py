@@ -19,7 +19,8 @@ from jee.infer.cascade import STOP, MaskedCascadeEngine
 from jee.infer.compiles import CompileCounter
 from jee.infer.masked import MaskedEngine
 from jee.infer.server import PerRequestServer, Server, full_network
-from jee.infer.stream import StreamCascadeEngine, StreamEngine
+from jee.infer.stream import StreamEngine
+from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.infer.synthetic import SyntheticPolicy, synthetic_exits
 
 CLASSES, WIDTH, EXITS, BATCH = 5, 12, 4, 16

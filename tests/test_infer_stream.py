@@ -16,7 +16,8 @@ import pytest
 from jee.infer.cascade import MaskedCascadeEngine
 from jee.infer.compiles import CompileCounter
 from jee.infer.masked import MaskedEngine, masked_forward
-from jee.infer.stream import StreamCascadeEngine, StreamEngine
+from jee.infer.stream import StreamEngine
+from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.infer.stream_sched import FEED, QueueView, assemble, deepest_full_first
 from jee.infer.synthetic import SyntheticPolicy, synthetic_exits
 from tests.test_infer import NEAR, THRESHOLD, ThresholdPolicy, conv_segments, normal

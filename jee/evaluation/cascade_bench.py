@@ -39,7 +39,7 @@ from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
 from jee.infer.benchmark import arrival_chunks, time_calls, unpad
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
-from jee.infer.stream import StreamCascadeEngine
+from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.outputs import is_writer, write_json
 from jee.runs import backbone_function
 

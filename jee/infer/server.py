@@ -28,7 +28,8 @@ from concurrent.futures import Future
 import jax
 import numpy as np
 
-from jee.infer.stream import StreamCascadeEngine, StreamDriver
+from jee.infer.stream import StreamDriver
+from jee.infer.stream_cascade import StreamCascadeEngine
 
 _STOP = object()  # the close() sentinel in the request queue
 

@@ -18,9 +18,8 @@ int32 vector), the only device-to-host transfer before the results. Features nev
 device; emitted pages stay there until :meth:`run` (or a server) collects them.
 
 :class:`StreamEngine` runs an early-exit network (the contract of :mod:`jee.infer.interface`)
-and returns what the masked mode returns; :class:`StreamCascadeEngine` runs a cascade of
-models (the contract of :mod:`jee.infer.cascade`), with a queue per model holding the inputs,
-ids, model 0's logits and the models visited so far, and returns what the cascade engines do.
+and returns what the masked mode returns; :class:`~jee.infer.stream_cascade.StreamCascadeEngine`
+runs a cascade of models on the same driver.
 
 For a server: :meth:`~StreamDriver.push` chunks as they arrive (it returns their ids),
 :meth:`~StreamDriver.step` until it returns False, ``step(force=True)`` once a deadline
@@ -37,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jee.infer.cascade import Model, RoutingPolicy, check_models, next_nodes
 from jee.infer.interface import Policy, Segment, check_segments, exits_here
 from jee.infer.stream_sched import (
     FEED,
@@ -387,57 +385,3 @@ class StreamEngine(StreamDriver):
             ) -> tuple[jax.Array, jax.Array]:
         out = self._run(batches, num_examples)
         return jax.device_put(out["exit"]), jax.device_put(out["logits"])
-
-
-class StreamCascadeEngine(StreamDriver):
-    """Streaming network selection over cascade ``models`` and a routing ``policy``.
-
-    A step of model k evaluates a batch of its queue; rows routed to j > k are appended to
-    queue j with model 0's logits, the others stop. ``run(batches, num_examples=None) ->
-    (final int32 [N], logits float32 [N, C], visited bool [N, M])`` as
-    :class:`~jee.infer.cascade.MaskedCascadeEngine` gives them; ``batches`` yields arrays.
-    """
-
-    NO_VALUES = {"logits": jax.ShapeDtypeStruct((0,), jnp.float32),  # C unknown
-                 "visited": jax.ShapeDtypeStruct((), jnp.int32)}
-
-    def __init__(self, models: Sequence[Model], policy: RoutingPolicy, *, batch_size: int,
-                 capacity: int | None = None, scheduler: Scheduler | None = None):
-        self.models = check_models(models)
-        if len(self.models) > 31:
-            raise ValueError("the visited models are an int32 bit mask: at most 31 models")
-        self.policy = policy
-        super().__init__(len(self.models), batch_size, capacity, scheduler)
-
-    def _destinations(self, k):
-        return range(k + 1, len(self.models))
-
-    def _queue_specs(self, example, with_aux):
-        if with_aux:
-            raise ValueError("a cascade's routing policy takes no aux")
-        root = jax.eval_shape(self.models[0], example)
-        mask = int_rows(self.batch_size)
-        later = {"h": example, "root": root, "visited": mask}
-        values = {"logits": jax.ShapeDtypeStruct(root.shape, jnp.float32), "visited": mask}
-        return [{"h": example}] + [later] * (len(self.models) - 1), values
-
-    def _kernel(self, k, rows):
-        num_nodes = len(self.models)
-        logits = self.models[k](rows["h"])
-        root = logits if k == 0 else rows["root"]
-        route = next_nodes(self.policy, k, num_nodes, logits, root)
-        visited = (rows["visited"] if k else jnp.zeros_like(route)) | (1 << k)
-        onward = {"h": rows["h"], "ids": rows["ids"], "root": root, "visited": visited}
-        sends = {j: (onward, route == j) for j in range(k + 1, num_nodes)}
-        # A route outside (k, M) reaches no queue: the row keeps model k's result, as in
-        # the batch engines.
-        stop = (route <= k) | (route >= num_nodes)
-        return stop, {"logits": logits.astype(jnp.float32), "visited": visited}, sends
-
-    def run(self, batches: Iterable, num_examples: int | None = None
-            ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        out = self._run(batches, num_examples)
-        bits = np.arange(len(self.models), dtype=np.int32)
-        visited = (out["visited"][:, None] >> bits) & 1
-        return (jax.device_put(out["exit"]), jax.device_put(out["logits"]),
-                jax.device_put(visited.astype(bool)))
