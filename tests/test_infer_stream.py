@@ -239,6 +239,13 @@ def test_deepest_full_first_hand_worked():
     assert deepest_full_first(view((4, 3, 4), pending=9)) == 2
     assert deepest_full_first(view((3, 3, 3), pending=5)) == FEED
     assert deepest_full_first(view((3, 3, 3))) is None  # partial batches wait for a force
+    # A feed runs queue 0's step at once only into an empty queue 0, with a full piece (or
+    # forced) and room downstream for it.
+    assert view((0, 3, 0), pending=9).feeds_direct()
+    assert not view((1, 3, 0), pending=9).feeds_direct()
+    assert not view((0, 3, 0), pending=3).feeds_direct()
+    assert view((0, 3, 0), pending=3, force=True).feeds_direct()
+    assert not view((0, 5, 0), pending=9).feeds_direct()  # 5 + 4 > capacity 8
     assert deepest_full_first(view((0, 3, 3), force=True)) == 1  # the shallowest non-empty
     assert deepest_full_first(view((0, 0, 0), force=True)) is None
     # Queue 0 is full but queue 1 lacks room for a batch: queue 1, fuller, goes first.

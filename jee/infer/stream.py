@@ -112,9 +112,8 @@ class StreamDriver:
     # Compiled programs.
     def _feed(self, queue, heads, lengths, piece, count, first_id):
         self.traces += 1
-        slots = jnp.arange(self.batch_size, dtype=jnp.int32)
-        rows = dict(piece, ids=first_id + slots)
-        queue, length = ring_append(queue, heads[0], lengths[0], rows, slots < count)
+        rows, valid = self._piece_rows(piece, count, first_id)
+        queue, length = ring_append(queue, heads[0], lengths[0], rows, valid)
         return queue, lengths.at[0].set(length)
 
     def _step(self, k, source, dests, heads, lengths):
@@ -128,9 +127,13 @@ class StreamDriver:
         # A feed into an empty queue 0 and its step in one program: the piece never passes
         # through queue 0's buffer.
         self.traces += 1
+        rows, valid = self._piece_rows(piece, count, first_id)
+        return self._advance(0, rows, valid, dests, heads, lengths)
+
+    def _piece_rows(self, piece, count, first_id):
+        """A fed piece as queue rows (ids in arrival order) and which of them are real."""
         slots = jnp.arange(self.batch_size, dtype=jnp.int32)
-        return self._advance(0, dict(piece, ids=first_id + slots), slots < count, dests,
-                             heads, lengths)
+        return dict(piece, ids=first_id + slots), slots < count
 
     def _advance(self, k, rows, valid, dests, heads, lengths):
         leave, values, sends = self._kernel(k, rows)
@@ -240,20 +243,15 @@ class StreamDriver:
         if action == FEED:
             if not view.can_feed():
                 raise ValueError(f"scheduler chose to feed, but cannot: {view}")
-            self._feed_piece(force)
+            self._feed_piece(view.feeds_direct())
             return True
         if not (0 <= action < self.num_queues and view.can_run(action)):
             raise ValueError(f"scheduler chose {action!r}, which cannot run: {view}")
         self._run_queue(int(action))
         return True
 
-    def _feed_piece(self, force: bool) -> None:
+    def _feed_piece(self, direct: bool) -> None:
         example, with_aux = self._input
-        direct = self._lengths[0] == 0 and (force or self._backlog.rows >= self.batch_size)
-        if direct:
-            # Room for the whole batch in every destination, as can_run asks of a step.
-            direct = all(self._lengths[j] + min(self.batch_size, self._backlog.rows)
-                         <= self.capacity for j in self.destinations[0])
         limit = min(self.batch_size, self.capacity - int(self._lengths[0]))
         x, aux, count = self._backlog.take(limit, self.batch_size, example, with_aux)
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}

@@ -45,14 +45,24 @@ class QueueView:
     destinations: tuple[tuple[int, ...], ...]
     force: bool = False
 
+    def has_room(self, k: int, rows: int) -> bool:
+        """Every queue a step of queue k may append to has room for ``rows`` more."""
+        return all(self.lengths[j] + rows <= self.capacity for j in self.destinations[k])
+
     def can_run(self, k: int) -> bool:
         """Queue k has rows and every queue it may append to has room for all of them."""
         take = min(self.lengths[k], self.batch_size)
-        return take > 0 and all(self.lengths[j] + take <= self.capacity
-                                for j in self.destinations[k])
+        return take > 0 and self.has_room(k, take)
 
     def can_feed(self) -> bool:
         return self.pending > 0 and self.lengths[0] < self.capacity
+
+    def feeds_direct(self) -> bool:
+        """A feed may run queue 0's step on its piece at once: queue 0 is empty, the piece is
+        a full batch (or partial batches may run), and queue 0's step would have room."""
+        piece = min(self.batch_size, self.pending)
+        return (self.lengths[0] == 0 and (self.force or piece == self.batch_size)
+                and self.has_room(0, piece))
 
 
 Scheduler = Callable[[QueueView], int | None]
