@@ -165,11 +165,12 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
 
 
 def arrival_chunks(images: np.ndarray, aux: np.ndarray | None, size: int, *,
-                   on_device: bool) -> tuple[list[tuple], list[int]]:
+                   on_device: bool, pad: bool = True) -> tuple[list[tuple], list[int]]:
     """``(chunks, counts)``: ``images`` (and ``aux``) cut into consecutive ``(x, aux)`` chunks
-    of ``size`` rows, the last padded with zero rows (so one compiled shape serves them all),
-    and the number of real rows in each.
+    of ``size`` rows and the number of real rows in each.
 
+    ``pad``: the last chunk padded with zero rows, so that one compiled shape serves them all;
+    else it holds its real rows only, as a data set's last batch: no mode pays for padding.
     ``on_device``: chunks put on the device beforehand, as batches already in memory; else
     NumPy arrays, requests arriving from the host, each engine paying for its own uploads.
     """
@@ -178,7 +179,7 @@ def arrival_chunks(images: np.ndarray, aux: np.ndarray | None, size: int, *,
         x = images[start:start + size]
         a = None if aux is None else aux[start:start + size]
         count = x.shape[0]
-        if count < size:
+        if pad and count < size:
             x = np.concatenate([x, np.zeros((size - count, *x.shape[1:]), x.dtype)])
             a = None if a is None else np.concatenate([a, np.zeros(size - count, a.dtype)])
         chunks.append(jax.device_put((x, a)) if on_device else (x, a))
@@ -266,7 +267,9 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     n, batch, repeats = images.shape[0], int(batch_size), max(1, repeats)
     if n == 0:
         raise ValueError("the data set to time is empty")
-    batches, counts = arrival_chunks(images, aux, batch, on_device=True)
+    # The split's last batch at its real size: the stream runs its partial batches at small
+    # sizes, and the other modes must not pay for padding it does not.
+    batches, counts = arrival_chunks(images, aux, batch, on_device=True, pad=False)
 
     masked = _each_chunk(MaskedEngine(segments, policy), batches)
     reference = tuple(unpad([m[i] for m in masked], counts) for i in range(2))

@@ -7,7 +7,8 @@ few rows that reach them. Here each segment k owns a device-resident ring queue 
 on exactly ``batch_size`` rows taken from the head of its queue, with one compiled program per
 segment; the rows that exit are emitted (id, exit, logits) and the survivors are appended, in
 order, to the next queue. Only a flush (input exhausted, or ``step(force=True)``) runs a
-partial batch, padded with copies of a real row whose outputs are dropped. A feed of a full
+partial batch, at the smallest of a few static sizes that holds it (``partial_sizes``), padded
+with copies of a real row whose outputs are dropped. A feed of a full
 batch into an empty queue 0 (the common case when input arrives in batches) runs segment 0 on
 it in the same program, so the input is not copied through queue 0's buffer. Every program is
 compiled when the first input of a kind is pushed, whichever path the stream takes later.
@@ -46,6 +47,8 @@ from jee.infer.stream_sched import (
     Specs,
     assemble,
     deepest_full_first,
+    fitting_size,
+    partial_sizes,
     ring_append,
     ring_take,
 )
@@ -61,15 +64,15 @@ class StreamDriver:
 
     A subclass names the queues each step may append to (``_destinations``), the fields each
     queue holds (``_queue_specs``) and what a step computes (``_kernel``). ``traces`` counts
-    traces of the compiled programs: one per queue plus the two feeds, per input kind, all
-    compiled when the first input of a kind is pushed.
+    traces of the compiled programs: a step and a direct feed per queue and partial size, plus
+    the feed, per input kind, all compiled when the first input of a kind is pushed.
     ``NO_VALUES`` gives the per-row shapes of the emitted values before any input was seen.
     """
 
     NO_VALUES: Specs = {}
 
     def __init__(self, num_queues: int, batch_size: int, capacity: int | None,
-                 scheduler: Scheduler | None):
+                 scheduler: Scheduler | None, sizes=None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         capacity = 2 * batch_size if capacity is None else int(capacity)
@@ -78,6 +81,7 @@ class StreamDriver:
             # while that destination holds less than a batch: nothing could run.
             raise ValueError(f"capacity must be >= 2 * batch_size, got {capacity}")
         self.num_queues, self.batch_size, self.capacity = num_queues, batch_size, capacity
+        self.sizes = partial_sizes(batch_size, sizes)
         self.scheduler = deepest_full_first if scheduler is None else scheduler
         self.destinations = tuple(tuple(self._destinations(k)) for k in range(num_queues))
         self.traces = 0
@@ -91,8 +95,10 @@ class StreamDriver:
         self._lengths = np.zeros(num_queues, np.int64)  # host copy, exact after every step
         self._pushed = self._fed = 0
         self._feed_fn = jax.jit(self._feed, donate_argnums=(0, 2))
-        self._step_fns = [jax.jit(functools.partial(self._step, k), donate_argnums=(1, 2, 3))
-                          for k in range(num_queues)]
+        self._step_fns = {(k, size): jax.jit(functools.partial(self._step, k, size),
+                                             donate_argnums=(1, 2, 3))
+                          for k in range(num_queues) for size in self.sizes}
+        # One program per size: the direct feed's size is its piece's.
         self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1, 2))
 
     # Subclass hooks.
@@ -116,9 +122,9 @@ class StreamDriver:
         queue, length = ring_append(queue, heads[0], lengths[0], rows, valid)
         return queue, lengths.at[0].set(length)
 
-    def _step(self, k, source, dests, heads, lengths):
+    def _step(self, k, size, source, dests, heads, lengths):
         self.traces += 1
-        rows, valid, take = ring_take(source, heads[k], lengths[k], self.batch_size)
+        rows, valid, take = ring_take(source, heads[k], lengths[k], size)
         heads = heads.at[k].set((heads[k] + take) % self.capacity)
         lengths = lengths.at[k].add(-take)
         return self._advance(k, rows, valid, dests, heads, lengths)
@@ -132,7 +138,7 @@ class StreamDriver:
 
     def _piece_rows(self, piece, count, first_id):
         """A fed piece as queue rows (ids in arrival order) and which of them are real."""
-        slots = jnp.arange(self.batch_size, dtype=jnp.int32)
+        slots = jnp.arange(piece["h"].shape[0], dtype=jnp.int32)
         return dict(piece, ids=first_id + slots), slots < count
 
     def _advance(self, k, rows, valid, dests, heads, lengths):
@@ -171,20 +177,22 @@ class StreamDriver:
         path a stream later takes compiles nothing; the state it donates comes back as it was.
         """
         example, with_aux = self._input
-        piece = {"h": np.zeros(example.shape, example.dtype)}
-        if with_aux:
-            piece["aux"] = np.zeros(self.batch_size, np.int32)
-        args = jax.device_put((piece, np.int32(0), np.int32(0)))
         queues, heads, lengths = self._state
-        queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
-        queues = (queue, *queues[1:])
-        dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads, lengths,
-                                                      *args)
-        queues = self._with_dests(queues, 0, dests)
-        for k in range(self.num_queues):
-            dests, heads, lengths, _, _ = self._step_fns[k](queues[k], self._dests(queues, k),
-                                                            heads, lengths)
-            queues = self._with_dests(queues, k, dests)
+        for size in self.sizes:
+            piece = {"h": np.zeros((size, *example.shape[1:]), example.dtype)}
+            if with_aux:
+                piece["aux"] = np.zeros(size, np.int32)
+            args = jax.device_put((piece, np.int32(0), np.int32(0)))
+            if size == self.batch_size:
+                queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
+                queues = (queue, *queues[1:])
+            dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads,
+                                                          lengths, *args)
+            queues = self._with_dests(queues, 0, dests)
+            for k in range(self.num_queues):
+                dests, heads, lengths, _, _ = self._step_fns[k, size](
+                    queues[k], self._dests(queues, k), heads, lengths)
+                queues = self._with_dests(queues, k, dests)
         self._state = [queues, heads, lengths]
 
     def _dests(self, queues, k: int) -> tuple:
@@ -253,7 +261,10 @@ class StreamDriver:
     def _feed_piece(self, direct: bool) -> None:
         example, with_aux = self._input
         limit = min(self.batch_size, self.capacity - int(self._lengths[0]))
-        x, aux, count = self._backlog.take(limit, self.batch_size, example, with_aux)
+        # Only the direct feed runs at a partial size: the plain one appends to a queue.
+        size = fitting_size(self.sizes, min(limit, self._backlog.rows)) if direct \
+            else self.batch_size
+        x, aux, count = self._backlog.take(min(limit, size), size, example, with_aux)
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}
         # Explicit, so host pieces and device chunks reach the program as the same argument
         # types (one jit cache entry) and a transfer guard sees every copy the engine makes.
@@ -272,8 +283,8 @@ class StreamDriver:
         queues, heads, lengths = self._state
         take = min(self.batch_size, int(self._lengths[k]))
         self._lengths[k] -= take
-        self._finish_step(k, take, *self._step_fns[k](queues[k], self._dests(queues, k),
-                                                      heads, lengths))
+        step = self._step_fns[k, fitting_size(self.sizes, take)]
+        self._finish_step(k, take, *step(queues[k], self._dests(queues, k), heads, lengths))
 
     def _finish_step(self, k, take, dests, heads, lengths, ids, values) -> None:
         self._state = [self._with_dests(self._state[0], k, dests), heads, lengths]
@@ -337,9 +348,10 @@ class StreamDriver:
         return assemble(self.pop_emitted(), self._pushed, self._empty)
 
     def cache_size(self) -> int:
-        """Compiled programs held: one per queue plus the two feeds, per input kind seen."""
+        """Compiled programs held: a step and a direct feed per queue and partial size, plus
+        the feed, per input kind seen."""
         return (self._feed_fn._cache_size() + self._direct_fn._cache_size()
-                + sum(f._cache_size() for f in self._step_fns))
+                + sum(f._cache_size() for f in self._step_fns.values()))
 
 
 class StreamEngine(StreamDriver):
@@ -353,10 +365,11 @@ class StreamEngine(StreamDriver):
     NO_VALUES = {"logits": jax.ShapeDtypeStruct((0,), jnp.float32)}  # C unknown
 
     def __init__(self, segments: Sequence[Segment], policy: Policy, *, batch_size: int,
-                 capacity: int | None = None, scheduler: Scheduler | None = None):
+                 capacity: int | None = None, scheduler: Scheduler | None = None,
+                 partial_sizes: Sequence[int] | None = None):
         self.segments = check_segments(segments)
         self.policy = policy
-        super().__init__(len(self.segments), batch_size, capacity, scheduler)
+        super().__init__(len(self.segments), batch_size, capacity, scheduler, partial_sizes)
 
     def _destinations(self, k):
         return (k + 1,) if k + 1 < len(self.segments) else ()

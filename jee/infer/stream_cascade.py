@@ -28,12 +28,13 @@ class StreamCascadeEngine(StreamDriver):
                  "visited": jax.ShapeDtypeStruct((), jnp.int32)}
 
     def __init__(self, models: Sequence[Model], policy: RoutingPolicy, *, batch_size: int,
-                 capacity: int | None = None, scheduler: Scheduler | None = None):
+                 capacity: int | None = None, scheduler: Scheduler | None = None,
+                 partial_sizes: Sequence[int] | None = None):
         self.models = check_models(models)
         if len(self.models) > 31:
             raise ValueError("the visited models are an int32 bit mask: at most 31 models")
         self.policy = policy
-        super().__init__(len(self.models), batch_size, capacity, scheduler)
+        super().__init__(len(self.models), batch_size, capacity, scheduler, partial_sizes)
 
     def _destinations(self, k):
         return range(k + 1, len(self.models))

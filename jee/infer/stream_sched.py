@@ -9,6 +9,8 @@
   queue 0) or ``None`` (nothing worth running now). :func:`deepest_full_first` is the default.
 - **The backlog.** Input pushed by the caller waits on the host until it is fed, a piece of at
   most ``batch`` rows at a time, padded to ``batch`` rows so that feeding never recompiles.
+- **Partial sizes.** A partial batch (a flush, or a caller's deadline) runs at the smallest of
+  a few static sizes that holds it (:func:`partial_sizes`), not padded to the full batch.
 - **Results.** Each step emits a page (:class:`Emitted`) of ``batch`` rows on device, ids -1
   where a row did not leave; :func:`assemble` puts the pages of a run in arrival order.
 """
@@ -66,6 +68,33 @@ class QueueView:
 
 
 Scheduler = Callable[[QueueView], int | None]
+
+# Partial sizes shrink by this factor down to this size: three sizes for a batch of 256.
+PARTIAL_SHRINK, SMALLEST_PARTIAL = 4, 8
+
+
+def partial_sizes(batch: int, sizes=None) -> tuple[int, ...]:
+    """The static sizes, ascending and ending with ``batch``, that a step may run at.
+
+    By default ``batch``, ``batch / 4``, ``batch / 16``, ... (rounded up) while at least 8: a
+    few rows left at a flush, or forced out by a server's deadline, run on a small program
+    instead of a full batch of padding; each size costs one more compiled program per queue.
+    """
+    if sizes is None:
+        sizes, size = [], batch
+        while size >= SMALLEST_PARTIAL and size not in sizes:
+            sizes.append(size)
+            size = -(-size // PARTIAL_SHRINK)
+    sizes = {int(s) for s in sizes} | {batch}
+    if min(sizes) < 1 or max(sizes) > batch:
+        raise ValueError(f"partial sizes must lie in 1..{batch} (the batch size), got "
+                         f"{sorted(sizes)}")
+    return tuple(sorted(sizes))
+
+
+def fitting_size(sizes: Sequence[int], rows: int) -> int:
+    """The smallest of ``sizes`` (ascending) that holds ``rows``."""
+    return next(s for s in sizes if s >= rows)
 
 
 def deepest_full_first(view: QueueView) -> int | None:
