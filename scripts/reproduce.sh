@@ -75,11 +75,16 @@ stream() {  # RUN, then evaluate.py's arguments
 stream bench110_b256 --config configs/cifar10_eenet110.py --random_init --batch_size 256 \
   --target_cost 0.5
 stream fm_eenet8 --config "$E8"
+# The default recipe's EENet-8 sends every example to its last exit: the one-stage recipe's
+# exits are where the stream has early exits to batch.
+stream fm_eenet8_onestage --config "$E8:onestage"
 stream fm_eenet20 --config "$R20"
 
 # Serving: 16 client threads sending requests of 8 test images.
 python scripts/load_test.py --config "$E8" --workdir "$RUNS/fm_eenet8" \
   --out "$RUNS/fm_eenet8/eval/load_test.json"
+python scripts/load_test.py --config "$E8:onestage" --workdir "$RUNS/fm_eenet8_onestage" \
+  --out "$RUNS/fm_eenet8_onestage/eval/load_test.json"
 python scripts/load_test.py --config "$R20" --workdir "$RUNS/fm_eenet20" \
   --out "$RUNS/fm_eenet20/eval/load_test.json"
 

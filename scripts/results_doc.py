@@ -41,7 +41,9 @@ BENCHMARKS = [
      "Fashion-MNIST ResNet-20, trained, Bolukbasi policy at budget 0.5"),
 ]
 # (run, label) of scripts/load_test.py runs, written to RUN/eval/load_test.json.
+ONESTAGE_E8 = "Fashion-MNIST EENet-8, one stage, trained, EENet rule T=0.5"
 LOAD_TESTS = [("fm_eenet8", "Fashion-MNIST EENet-8, trained, EENet rule T=0.5"),
+              ("fm_eenet8_onestage", ONESTAGE_E8),
               ("fm_eenet20", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5")]
 CASCADES = [("fm_cascade", "Fashion-MNIST: EENet-8 (4 filters), ResNet-8 (8), ResNet-20 (8)")]
 # (run, benchmark file, label) of benchmarks run with --modes ...,stream (a dataset section).
@@ -49,6 +51,7 @@ STREAM_BENCHMARKS = [
     ("bench110_b256", "benchmark_stream.json",
      "ResNet-110, 8 exits, random init, synthetic policy (cost 0.5)"),
     ("fm_eenet8", "benchmark_stream.json", "Fashion-MNIST EENet-8, trained, EENet rule T=0.5"),
+    ("fm_eenet8_onestage", "benchmark_stream.json", ONESTAGE_E8),
     ("fm_eenet20", "benchmark_stream.json", "Fashion-MNIST ResNet-20, trained, EENet rule T=0.5"),
 ]
 

@@ -32,6 +32,7 @@ def test_default_partial_sizes_by_hand():
     assert partial_sizes(256) == (16, 64, 256)
     assert partial_sizes(1000) == (16, 63, 250, 1000)  # rounded up
     assert partial_sizes(16, [4, 1, 4]) == (1, 4, 16)  # the batch size is always one
+    assert partial_sizes(256, ()) == (256,)
     for bad in ([0], [17], [-3, 8]):
         with pytest.raises(ValueError, match="partial sizes must lie in 1..16"):
             partial_sizes(16, bad)

@@ -5,13 +5,14 @@ few rows that reach them. Here each segment k owns a device-resident ring queue 
 ``capacity`` rows, default ``2 * batch_size``) holding the rows waiting for it: their features
 (the inputs for k = 0), their ids (arrival order) and their ``aux``. A step runs one segment
 on exactly ``batch_size`` rows taken from the head of its queue, with one compiled program per
-segment; the rows that exit are emitted (id, exit, logits) and the survivors are appended, in
-order, to the next queue. Only a flush (input exhausted, or ``step(force=True)``) runs a
-partial batch, at the smallest of a few static sizes that holds it (``partial_sizes``), padded
-with copies of a real row whose outputs are dropped. A feed of a full
-batch into an empty queue 0 (the common case when input arrives in batches) runs segment 0 on
-it in the same program, so the input is not copied through queue 0's buffer. Every program is
-compiled when the first input of a kind is pushed, whichever path the stream takes later.
+segment (and partial size); the rows that exit are emitted (id, exit, logits) and the
+survivors are appended, in order, to the next queue. Only a flush (input exhausted, or
+``step(force=True)``) runs a partial batch, at the smallest of a few static sizes that holds
+it (``partial_sizes``), padded with copies of a real row whose outputs are dropped. A feed of
+a full batch into an empty queue 0 (the common case when input arrives in batches) runs
+segment 0 on it in the same program, so the input is not copied through queue 0's buffer.
+Every program is compiled when the first input of a kind is pushed, whichever path the stream
+takes later.
 
 The host decides what runs next with a scheduler (:mod:`jee.infer.stream_sched`) that sees
 only the queue lengths; after a step that appended survivors it reads the new lengths back (one
@@ -360,6 +361,7 @@ class StreamEngine(StreamDriver):
     ``run(batches, num_examples=None) -> (exit_index int32 [N], logits_at_exit float32
     [N, C])`` in arrival order, as the masked mode gives them; ``batches`` yields arrays
     ``[n, ...]`` or ``(x, aux)`` pairs of any sizes; ``num_examples`` stops after that many.
+    ``partial_sizes``: see :func:`~jee.infer.stream_sched.partial_sizes` (``()``: B alone).
     """
 
     NO_VALUES = {"logits": jax.ShapeDtypeStruct((0,), jnp.float32)}  # C unknown

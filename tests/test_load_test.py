@@ -1,0 +1,41 @@
+"""scripts/load_test.py end to end, as a user runs it (a subprocess, the digits smoke network
+with random weights): every request answered and recorded, every answer checked against the
+masked mode, nothing compiled during the phases, and the JSON it writes complete."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.procs import ROOT, env
+
+CLIENTS, REQUESTS, SIZE = 4, 4, 8
+
+
+def test_load_test_answers_and_records_every_request(tmp_path):
+    out = tmp_path / "load.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "load_test.py"),
+         "--config", os.path.join(ROOT, "configs", "digits.py:smoke"), "--random_init",
+         "--clients", str(CLIENTS), "--requests", str(REQUESTS), "--request_size", str(SIZE),
+         "--out", str(out)],
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["gc_frozen_objects"] > 0  # the warmed-up heap is out of the collector's way
+    assert set(doc["modes"]) == {"stream", "bucketed", "full"}
+    for mode, phases in doc["modes"].items():
+        closed, opened = phases["closed"], phases["open"]
+        # Closed loop: every client's requests; open loop: all sent, all answered, and each
+        # answer's latency recorded (the last one too, whose callback runs after its waiter).
+        assert closed["requests"] == CLIENTS * REQUESTS, mode
+        assert opened["sent"] == opened["requests"] == CLIENTS * REQUESTS, mode
+        assert opened["unanswered"] == 0, mode
+        for phase in (closed, opened):
+            assert phase["images"] == phase["requests"] * SIZE, mode
+            assert phase["num_errors"] == 0 and phase["compiles"] == 0, mode
+            if mode != "full":  # the plain network sends every row to the last exit
+                assert phase["agreement"] == 1.0, mode
+            assert 0 < phase["p50_ms"] <= phase["p99_ms"], mode
+    # The stream server gathered rows of several requests into a batch of the first segment.
+    assert doc["modes"]["stream"]["closed"]["batches_run"][0] < CLIENTS * REQUESTS
