@@ -188,6 +188,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                 stats["batches_per_pass"] = ((engine.batches_run - before[0]) // runs).tolist()
                 stats["partial_batches_per_pass"] = (
                     (engine.partial_batches - before[1]) // runs).tolist()
+                stats["partial_sizes"] = list(engine.sizes)
         results["points"].append(entry)
     record = {"config": config.cascade.root, "models": list(outputs.names),
               "relative_costs": np.asarray(data["test"].costs).tolist(),

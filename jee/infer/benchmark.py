@@ -252,7 +252,7 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     pass), ``images_per_s``, ``speedup`` over ``full``, ``efficiency`` and
     ``efficiency_by_time`` (speedup over each ideal), compiles, ``agreement`` with the
     masked mode (exit and argmax, every example), and for the stream its batches per pass
-    and the partial ones among them, per segment.
+    and the partial ones among them, per segment, and the sizes partial batches run at.
 
     Top level: ``ideal_speedup`` (``1 / mean(costs[exit])``), ``ideal_by_time``
     (``full_seconds_at_batch / sum_k reach_fractions[k] * segment_seconds_at_batch[k]``,
@@ -305,7 +305,8 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
         passes = len(stream_timed[2]) + 1
         modes["stream" + suffix].update(
             batches_per_pass=((stream.batches_run - before[0]) // passes).tolist(),
-            partial_batches_per_pass=((stream.partial_batches - before[1]) // passes).tolist())
+            partial_batches_per_pass=((stream.partial_batches - before[1]) // passes).tolist(),
+            partial_sizes=list(stream.sizes))
     for stats in modes.values():
         stats["speedup"] = modes["full"]["seconds_per_pass"] / stats["seconds_per_pass"]
         stats["efficiency"] = stats["speedup"] / ideal
