@@ -73,7 +73,7 @@ class StreamDriver:
     NO_VALUES: Specs = {}
 
     def __init__(self, num_queues: int, batch_size: int, capacity: int | None,
-                 scheduler: Scheduler | None, sizes=None):
+                 scheduler: Scheduler | None, sizes: Sequence[int] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         capacity = 2 * batch_size if capacity is None else int(capacity)
