@@ -3,7 +3,7 @@
 # on this machine (scikit-learn digits; Fashion-MNIST from `apt-get install dataset-fashion-mnist`).
 # Every network is trained with its config's default (the adaptive recipe for Fashion-MNIST,
 # the paper's one stage for digits), and each early-exit network with the other recipe too. On the 2-core CPU it was written on:
-# about 75 minutes of training (two runs at a time), 10 of reports and 45 of benchmarks and
+# about 75 minutes of training (two runs at a time), 10 of reports and 50 of benchmarks and
 # load tests (the ResNet-110 streaming passes over 40 batches take 12); see docs/RESULTS.md.
 #
 #   bash scripts/reproduce.sh [RUNS_DIR]      (default runs/results)
