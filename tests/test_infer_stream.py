@@ -68,20 +68,30 @@ SPLITS = {  # N = 1000 cut in various ways
 }
 
 
-@pytest.fixture(scope="module")
-def data():
+def synthetic_data():
+    """(x [N, WIDTH], aux [N]): inputs and assigned exits for the synthetic policy."""
     x = np.random.default_rng(1).standard_normal((N, WIDTH)).astype(np.float32)
     return x, synthetic_exits(N, FRACTIONS, seed=2)
 
 
-@pytest.fixture(scope="module")
-def synthetic(data):
-    """(stream engine, masked exits, masked logits) for the synthetic policy, built once."""
+def synthetic_engine(data, **engine_kwargs):
+    """(stream engine, masked exits, masked logits) for the synthetic policy on ``data``."""
     x, aux = data
     segments = dense_segments(0)
     exits, logits = MaskedEngine(segments, SyntheticPolicy())(jnp.asarray(x), jnp.asarray(aux))
-    engine = StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH)
+    engine = StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH, **engine_kwargs)
     return engine, np.asarray(exits), np.asarray(logits)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_data()
+
+
+@pytest.fixture(scope="module")
+def synthetic(data):
+    """The stream engine with its masked reference (``synthetic_engine``), built once."""
+    return synthetic_engine(data)
 
 
 def masked_with_confidences(segments, policy, x):

@@ -2,24 +2,18 @@
 size that holds it, with the same results as the masked mode and nothing compiled after the
 first push."""
 
-import numpy as np
 import pytest
 
 from jee.infer.compiles import CompileCounter
-from jee.infer.masked import MaskedEngine
-from jee.infer.stream import StreamEngine
 from jee.infer.stream_sched import fitting_size, partial_sizes
-from jee.infer.synthetic import SyntheticPolicy, synthetic_exits
 from tests.test_infer_stream import (
     BATCH,
-    FRACTIONS,
     NUM_EXITS,
-    WIDTH,
-    N,
     check,
     chunks,
-    dense_segments,
     reached,
+    synthetic_data,
+    synthetic_engine,
 )
 
 SIZES = (1, 4)  # with BATCH = 16: partial batches of 1, 2-4 and 5-16 rows
@@ -41,17 +35,12 @@ def test_default_partial_sizes_by_hand():
 
 @pytest.fixture(scope="module")
 def data():
-    x = np.random.default_rng(1).standard_normal((N, WIDTH)).astype(np.float32)
-    return x, synthetic_exits(N, FRACTIONS, seed=2)
+    return synthetic_data()
 
 
 @pytest.fixture(scope="module")
 def small(data):
-    x, aux = data
-    segments = dense_segments(0)
-    exits, logits = MaskedEngine(segments, SyntheticPolicy())(x, aux)
-    engine = StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH, partial_sizes=SIZES)
-    return engine, np.asarray(exits), np.asarray(logits)
+    return synthetic_engine(data, partial_sizes=SIZES)
 
 
 @pytest.mark.parametrize("total", [1, 3, 7, 999, 1000])
