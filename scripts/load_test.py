@@ -53,7 +53,6 @@ from jee.infer.compiles import CompileCounter  # noqa: E402
 from jee.infer.masked import MaskedEngine  # noqa: E402
 from jee.infer.server import PerRequestServer, Server, full_network  # noqa: E402
 from jee.infer.stream import StreamEngine  # noqa: E402
-from jee.infer.stream_sched import partial_sizes  # noqa: E402
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits  # noqa: E402
 from jee.models import split  # noqa: E402
 from jee.policy.thresholds import eenet_policy  # noqa: E402
@@ -301,13 +300,13 @@ def main(argv=None) -> dict:
             if before is not None:
                 out["batches_run"] = (server.engine.batches_run - before[0]).tolist()
                 out["partial_batches"] = (server.engine.partial_batches - before[1]).tolist()
+                out["partial_sizes"] = list(server.engine.sizes)
             if phase == "open":
                 out["p99_within_bound"] = bool(out["p99_ms"] <= bound_ms)
             results[mode][phase] = out
     report = {
         "config": args.config, "policy": policy_name, "backend": jax.default_backend(),
         "device": str(jax.devices()[0]), "batch_size": args.batch_size,
-        "partial_sizes": list(partial_sizes(args.batch_size)),
         "max_wait_ms": args.max_wait_ms, "clients": args.clients, "requests": args.requests,
         "gc_frozen_objects": gc.get_freeze_count(),
         "request_size": args.request_size, "rate_fraction": args.rate_fraction,

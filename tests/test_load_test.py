@@ -39,3 +39,5 @@ def test_load_test_answers_and_records_every_request(tmp_path):
             assert 0 < phase["p50_ms"] <= phase["p99_ms"], mode
     # The stream server gathered rows of several requests into a batch of the first segment.
     assert doc["modes"]["stream"]["closed"]["batches_run"][0] < CLIENTS * REQUESTS
+    # The engine's sizes at the default batch of 64: 64 and 64 / 4 (then below 8).
+    assert doc["modes"]["stream"]["closed"]["partial_sizes"] == [16, 64]

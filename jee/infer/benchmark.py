@@ -274,7 +274,12 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     masked = _each_chunk(MaskedEngine(segments, policy), batches)
     reference = tuple(unpad([m[i] for m in masked], counts) for i in range(2))
     ref_exit = reference[0]
-    full_s, segment_s = segment_times(segments, full_fn, batches[0][0], repeats)
+    # At the batch size, as the stream's steps run, even when the split is smaller.
+    first = batches[0][0]
+    if first.shape[0] < batch:
+        first = jnp.concatenate([first, jnp.zeros((batch - first.shape[0], *first.shape[1:]),
+                                                  first.dtype)])
+    full_s, segment_s = segment_times(segments, full_fn, first, repeats)
     reach = [float(np.mean(ref_exit >= k)) for k in range(len(segments))]
     ideal = 1.0 / float(costs[ref_exit].mean())
     ideal_by_time = full_s / float(np.dot(reach, segment_s))
