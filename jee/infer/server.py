@@ -32,8 +32,9 @@ from concurrent.futures import Future
 import jax
 import numpy as np
 
-from jee.infer.stream import StreamDriver
 from jee.infer.stream_cascade import StreamCascadeEngine
+from jee.infer.stream_driver import StreamDriver
+from jee.infer.stream_sched import read_pages
 
 _STOP = object()  # the close() sentinel in the request queue
 
@@ -265,13 +266,9 @@ class Server(_WorkerServer):
         if not pages:
             return
         self.stats["collects"] += 1
-        ids, values = jax.device_get(([p.ids for p in pages], [p.values for p in pages]))
-        for page, page_ids, page_values in zip(pages, ids, values, strict=True):
-            keep = page_ids >= 0
-            if not keep.any():
+        for rows, exits, page_values in read_pages(pages):
+            if not rows.size:
                 continue
-            rows = page_ids[keep]
-            page_values = {name: v[keep] for name, v in page_values.items()}
             # Requests hold consecutive ids, and _open keeps them in id order.
             firsts = np.fromiter(self._open.keys(), np.int64, len(self._open))
             owners = np.searchsorted(firsts, rows, side="right") - 1
@@ -279,7 +276,7 @@ class Server(_WorkerServer):
                 mine = owners == owner
                 request = self._open[int(firsts[owner])]
                 local = rows[mine] - request.first
-                request.exit[local] = page.exit
+                request.exit[local] = exits[mine]
                 for name, v in page_values.items():
                     if name not in request.values:
                         request.values[name] = np.empty((request.exit.shape[0], *v.shape[1:]),

@@ -1,6 +1,7 @@
-"""Streaming network selection: the streaming driver (:mod:`jee.infer.stream`) over a cascade
-of models (the contract of :mod:`jee.infer.cascade`), a queue per model holding the inputs,
-ids, model 0's logits and the models visited so far; it returns what the cascade engines do."""
+"""Streaming network selection: the streaming driver (:mod:`jee.infer.stream_driver`) over a
+cascade of models (the contract of :mod:`jee.infer.cascade`), a queue per model holding the
+inputs, ids, model 0's logits and the models visited so far; it returns what the cascade
+engines do."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.infer.cascade import Model, RoutingPolicy, check_models, next_nodes
-from jee.infer.stream import StreamDriver, int_rows
+from jee.infer.stream_driver import StreamDriver, int_rows
 from jee.infer.stream_sched import Scheduler
 
 
@@ -59,7 +60,7 @@ class StreamCascadeEngine(StreamDriver):
         # A route outside (k, M) reaches no queue: the row keeps model k's result, as in
         # the batch engines.
         stop = (route <= k) | (route >= num_nodes)
-        return stop, {"logits": logits.astype(jnp.float32), "visited": visited}, sends
+        return stop, None, {"logits": logits.astype(jnp.float32), "visited": visited}, sends
 
     def run(self, batches: Iterable, num_examples: int | None = None
             ) -> tuple[jax.Array, jax.Array, jax.Array]:

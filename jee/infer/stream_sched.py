@@ -207,12 +207,27 @@ class Backlog:
 
 
 class Emitted(NamedTuple):
-    """One step's results, on device: rows with ``ids >= 0`` left at exit (or model) ``exit``;
+    """One step's results, on device: rows with ``ids >= 0`` left at ``exit`` (an exit or
+    model index, or int32 ``[batch]``, one per row, for a step spanning several exits);
     ``values`` maps names (``"logits"``, ...) to ``[batch, ...]`` arrays aligned with ``ids``."""
 
-    exit: int
+    exit: int | jax.Array
     ids: jax.Array
     values: dict[str, jax.Array]
+
+
+def read_pages(pages: Sequence[Emitted]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """``(ids, exits, values)`` on the host for each page, its emitted rows only, read back in
+    one transfer."""
+    ids, exits, values = jax.device_get(([p.ids for p in pages], [p.exit for p in pages],
+                                         [p.values for p in pages]))
+    out = []
+    for page_ids, page_exits, page_values in zip(ids, exits, values, strict=True):
+        keep = page_ids >= 0
+        page_exits = np.broadcast_to(np.asarray(page_exits, np.int32), page_ids.shape)
+        out.append((page_ids[keep], page_exits[keep],
+                    {name: v[keep] for name, v in page_values.items()}))
+    return out
 
 
 def assemble(pages: Sequence[Emitted], num_examples: int, empty: Specs) -> dict[str, np.ndarray]:
@@ -226,19 +241,15 @@ def assemble(pages: Sequence[Emitted], num_examples: int, empty: Specs) -> dict[
             raise RuntimeError(f"{num_examples} examples pushed but nothing emitted")
         return {"exit": np.zeros(0, np.int32),
                 **{name: np.zeros((0, *s.shape), s.dtype) for name, s in empty.items()}}
-    ids, values = jax.device_get(([p.ids for p in pages], [p.values for p in pages]))
-    exits = np.concatenate([np.full(i.shape, p.exit, np.int32)
-                            for p, i in zip(pages, ids, strict=True)])
-    ids = np.concatenate(ids)
-    keep = ids >= 0
-    ids = ids[keep]
+    rows = read_pages(pages)
+    ids = np.concatenate([r[0] for r in rows])
     if ids.size != num_examples or np.any(np.bincount(ids, minlength=num_examples) != 1):
         raise RuntimeError(f"expected ids 0..{num_examples - 1} emitted once each, got "
                            f"{ids.size} rows")
     out = {"exit": np.empty(num_examples, np.int32)}
-    out["exit"][ids] = exits[keep]
-    for name in values[0]:
-        stacked = np.concatenate([v[name] for v in values])[keep]
+    out["exit"][ids] = np.concatenate([r[1] for r in rows])
+    for name in rows[0][2]:
+        stacked = np.concatenate([r[2][name] for r in rows])
         out[name] = np.empty((num_examples, *stacked.shape[1:]), stacked.dtype)
         out[name][ids] = stacked
     return out
