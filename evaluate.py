@@ -42,6 +42,9 @@ flags.DEFINE_list("arrival_sizes", ["B", "8"], "Benchmark with the stream mode: 
                   "chunks requests arrive in (B: --batch_size).")
 flags.DEFINE_integer("dataset_batches", 40, "Benchmark with the stream mode and --random_init: "
                      "synthetic batches per timed pass.")
+flags.DEFINE_enum("stream_plan", "auto", ["auto", "none"], "Benchmark with the stream mode: "
+                  "auto lets segments share a queue where few examples leave between them, "
+                  "planned from validation's exit fractions; none: a queue per segment.")
 flags.DEFINE_string("split", "test", "Split to report on (policies are fitted on 'val').")
 flags.DEFINE_integer("crossfit_folds", 5, "Report and cascade benchmark: select each policy's "
                      "setting on out-of-fold "
@@ -71,7 +74,8 @@ def options_from_flags(f):
             ladder=f.ladder, ladder_growth=f.ladder_growth, random_init=f.random_init,
             target_cost=f.target_cost, policy=f.policy, eager_examples=f.eager_examples,
             step=f.step, allow_padding=f.allow_padding, arrival_sizes=f.arrival_sizes,
-            dataset_batches=f.dataset_batches, crossfit_folds=f.crossfit_folds)
+            dataset_batches=f.dataset_batches, crossfit_folds=f.crossfit_folds,
+            stream_plan=f.stream_plan)
     return options.ReportOptions(workdir=f.workdir, split=f.split, step=f.step,
                                  crossfit_folds=f.crossfit_folds, features=f.policy_features)
 

@@ -16,6 +16,8 @@ import pytest
 from jee.config import load_config
 from jee.evaluation import commands
 from jee.evaluation.options import BenchmarkOptions
+from jee.infer.stream_plan import plan_spans, span_starts
+from jee.infer.synthetic import fractions_for_cost
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, DATASET_BATCHES = 32, 3
@@ -29,6 +31,8 @@ def test_arrival_sizes_option():
     for bad in (["0"], ["x"], []):
         with pytest.raises(ValueError, match="arrival_sizes"):
             BenchmarkOptions(arrival_sizes=bad)
+    with pytest.raises(ValueError, match="--stream_plan must be one of"):
+        BenchmarkOptions(stream_plan="greedy")
 
 
 def test_network_dataset_section(tmp_path):
@@ -41,7 +45,17 @@ def test_network_dataset_section(tmp_path):
     d = bench["dataset"]
     n = DATASET_BATCHES * BATCH
     assert d["num_examples"] == n and d["batch_size"] == BATCH
-    assert set(d["modes"]) == {"full", "bucketed", "stream", "bucketed@8", "stream@8"}
+    # The plan: the synthetic policy's own fractions, and the planner's choice from them and
+    # the times measured in the run.
+    fractions = np.asarray(d["exit_fractions"])
+    np.testing.assert_allclose(d["plan_fractions"], fractions_for_cost(
+        bench["relative_costs"], 0.5), atol=1e-12)
+    spans = d["stream_spans"]
+    assert tuple(spans) == plan_spans(d["plan_fractions"], d["segment_seconds_at_batch"],
+                                      d["hop_seconds_at_batch"])
+    planned = len(spans) < len(fractions)
+    assert set(d["modes"]) == ({"full", "bucketed", "stream", "bucketed@8", "stream@8"}
+                               | ({"stream_per_segment"} if planned else set()))
     assert d["agreement"] == 1.0
     for mode, stats in d["modes"].items():
         assert stats["recompiles_after_warmup"] == 0, mode
@@ -56,7 +70,6 @@ def test_network_dataset_section(tmp_path):
         if mode != "full":
             assert stats["agreement"] == 1.0, mode
     # The synthetic policy replays assigned exits: the ideals follow from them.
-    fractions = np.asarray(d["exit_fractions"])
     assert fractions.sum() == pytest.approx(1.0)
     assert d["ideal_speedup"] == pytest.approx(1 / np.dot(fractions, bench["relative_costs"]))
     reach = fractions[::-1].cumsum()[::-1]  # an example reaches k if it exits at k or later
@@ -65,12 +78,18 @@ def test_network_dataset_section(tmp_path):
     assert segment_s.shape == fractions.shape and np.all(segment_s > 0)
     assert d["ideal_by_time"] == pytest.approx(d["full_seconds_at_batch"]
                                                / np.dot(reach, segment_s))
-    # The stream runs every segment on full batches but the last one of each queue.
+    assert len(d["hop_seconds_at_batch"]) == len(fractions) - 1
+    # The stream runs every queue on full batches but the last one: a queue's step takes the
+    # examples reaching its span's first segment.
     reached = np.rint(reach * n).astype(int)
-    for mode in ("stream", "stream@8"):
+    streams = {"stream": spans, "stream@8": spans, "stream_per_segment": [1] * len(fractions)}
+    for mode in set(streams) & set(d["modes"]):
         stats = d["modes"][mode]
-        np.testing.assert_array_equal(stats["batches_per_pass"], -(-reached // BATCH))
-        np.testing.assert_array_equal(stats["partial_batches_per_pass"], reached % BATCH > 0)
+        assert stats["spans"] == streams[mode]
+        queue_rows = reached[list(span_starts(streams[mode]))]
+        np.testing.assert_array_equal(stats["batches_per_pass"], -(-queue_rows // BATCH))
+        np.testing.assert_array_equal(stats["partial_batches_per_pass"],
+                                      queue_rows % BATCH > 0)
         assert stats["partial_sizes"] == [8, BATCH]  # BATCH / 4 = 8, then below 8
     # Arriving in chunks of 8 changes nothing the stream compiles.
     assert d["modes"]["stream"]["compiles_at_warmup"] > 0

@@ -10,7 +10,9 @@ With ``stream`` among ``--modes`` a ``dataset`` section is added: whole passes o
 split (unpadded, with a checkpoint) or over ``--dataset_batches`` synthetic batches (with
 ``--random_init``), the backbone batch by batch against the bucketed engine on each arriving
 chunk and the streaming engine fed the chunks, for each of ``--arrival_sizes``
-(:func:`jee.infer.benchmark.dataset_benchmark`).
+(:func:`jee.infer.benchmark.dataset_benchmark`). With ``--stream_plan auto`` the stream's
+segments share queues where few examples leave between them, as planned from the exit
+fractions on validation (the synthetic policy's own fractions with ``--random_init``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from jee import data as data_lib
 from jee.evaluation.exit_report import exit_data_by_split
 from jee.evaluation.options import BenchmarkOptions
-from jee.infer.benchmark import dataset_benchmark, run_benchmark
+from jee.infer.benchmark import dataset_benchmark, masked_exit_fractions, run_benchmark
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits
 from jee.models import split
 from jee.outputs import is_writer, write_json
@@ -61,6 +63,12 @@ def _print_dataset(d: dict) -> None:
           f"(segments {np.round(np.multiply(d['segment_seconds_at_batch'], 1e3), 2).tolist()} "
           f"ms reached by {np.round(d['reach_fractions'], 3).tolist()}, full "
           f"{d['full_seconds_at_batch'] * 1e3:.2f} ms)")
+    plan = d["plan_fractions"]
+    print(f"stream: segments per queue {d['stream_spans']}, "
+          + ("one per segment" if plan is None else
+             f"planned from exit fractions {np.round(plan, 3).tolist()}")
+          + f" and hops of {np.round(np.multiply(d['hop_seconds_at_batch'], 1e3), 2).tolist()}"
+          " ms")
     print(f"{'mode':>12} {'arrival':>7} {'ms/pass':>9} {'images/s':>9} {'speedup':>8} "
           f"{'effic.':>7} {'by time':>7} {'agree':>6} {'recompiles':>10}")
     for mode, s in d["modes"].items():
@@ -71,8 +79,9 @@ def _print_dataset(d: dict) -> None:
 
 
 class _Setup(NamedTuple):
-    """What the benchmark needs of a network: weights, one batch, a policy, and the data set
-    of the dataset section (``dataset()`` -> images, aux or None, a description)."""
+    """What the benchmark needs of a network: weights, one batch, a policy, the data set of
+    the dataset section (``dataset()`` -> images, aux or None, a description), and the exit
+    fractions its stream is planned from, never measured on that data set."""
 
     model: object
     params: object
@@ -83,6 +92,8 @@ class _Setup(NamedTuple):
     policy_name: str
     padding: int
     dataset: Callable[[], tuple]
+    # (segments, policy) -> the exit fractions the stream's spans are planned from.
+    plan_fractions: Callable[[tuple, object], list[float]]
 
 
 def _random_network(config, options: BenchmarkOptions) -> _Setup:
@@ -99,8 +110,10 @@ def _random_network(config, options: BenchmarkOptions) -> _Setup:
         images = rng.normal(size=(n, *model.input_shape)).astype(np.float32)
         return (images, synthetic_exits(n, fractions, seed=1),
                 f"synthetic ({options.dataset_batches} batches)")
+    # The synthetic policy's exits are drawn from these fractions: the plan knows them.
     return _Setup(model, params, stats, x, aux, SyntheticPolicy(),
-                  f"synthetic(target_cost={options.target_cost})", 0, dataset)
+                  f"synthetic(target_cost={options.target_cost})", 0, dataset,
+                  lambda segments, policy: list(fractions))
 
 
 def _trained_network(config, options: BenchmarkOptions) -> _Setup:
@@ -127,7 +140,14 @@ def _trained_network(config, options: BenchmarkOptions) -> _Setup:
         rows = [np.asarray(b["image"])[np.asarray(b["mask"], bool)]
                 for b in data_lib.eval_batches(ds, "test", batch_size=batch)]
         return np.concatenate(rows), None, "test split"
-    return _Setup(model, params, stats, x, None, policy, name, padding, dataset)
+
+    def plan_fractions(segments, policy):
+        # Planned on validation, as the policies are chosen: the test split is only timed.
+        images = [np.asarray(b["image"])[np.asarray(b["mask"], bool)]
+                  for b in data_lib.eval_batches(ds, "val", batch_size=batch)]
+        return masked_exit_fractions(segments, policy, np.concatenate(images),
+                                     batch_size=batch)
+    return _Setup(model, params, stats, x, None, policy, name, padding, dataset, plan_fractions)
 
 
 def run(config, options: BenchmarkOptions, out: str | None, config_name: str = "") -> dict:
@@ -160,9 +180,12 @@ def run(config, options: BenchmarkOptions, out: str | None, config_name: str = "
     }
     if "stream" in options.modes:
         images, aux, source = setup.dataset()
+        fractions = (setup.plan_fractions(segments, policy)
+                     if options.stream_plan == "auto" else None)
         record["dataset"] = {"source": source, **dataset_benchmark(
             segments, full, policy, images, aux, costs=costs, batch_size=options.batch_size,
-            arrival_sizes=options.arrivals(), ladder=ladder, repeats=options.repeats)}
+            arrival_sizes=options.arrivals(), ladder=ladder, repeats=options.repeats,
+            plan_fractions=fractions)}
     if is_writer():
         _print(record)
         if "dataset" in record:

@@ -17,6 +17,7 @@ from jee.policy.sweeps import FEATURE_CHOICES
 BUDGETS = (0.3, 0.5, 0.7)
 SPLITS = ("val", "test")
 POLICIES = ("eenet", "bolukbasi")
+STREAM_PLANS = ("auto", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,9 @@ class BenchmarkOptions:
     # the synthetic batches of a --random_init run.
     arrival_sizes: tuple[int | str, ...] = ("B", 8)
     dataset_batches: int = 40
+    # The stream's spans: "auto" planned from validation's exit fractions, "none" a queue per
+    # segment.
+    stream_plan: str = "auto"
     # A cascade's operating points are selected as its report selects them.
     crossfit_folds: int = DEFAULT_FOLDS
 
@@ -77,6 +81,9 @@ class BenchmarkOptions:
         unknown = set(self.modes) - set(MODES)
         if unknown:
             raise ValueError(f"unknown --modes {sorted(unknown)}; choose from {list(MODES)}")
+        if self.stream_plan not in STREAM_PLANS:
+            raise ValueError(f"--stream_plan must be one of {STREAM_PLANS}, got "
+                             f"{self.stream_plan!r}")
         if self.ladder not in LADDER_KINDS:
             raise ValueError(f"--ladder must be one of {LADDER_KINDS}, got {self.ladder!r}")
         if self.policy not in POLICIES:

@@ -35,6 +35,7 @@ from jee.infer.interface import Policy, Segment, check_segments
 from jee.infer.ladder import Ladder
 from jee.infer.masked import MaskedEngine
 from jee.infer.stream import StreamEngine
+from jee.infer.stream_plan import hop_program, plan_spans
 
 # Modes run one example at a time: timed on a subset, reported per image.
 PER_EXAMPLE_MODES = ("per_example", "eager")
@@ -193,34 +194,54 @@ def unpad(outputs: Sequence, counts: Sequence[int]) -> np.ndarray:
 
 
 def segment_times(segments: Sequence[Segment], full_fn: Callable, x: jax.Array,
-                  repeats: int) -> tuple[float, list[float]]:
-    """Median seconds of the plain backbone on ``x`` and of each segment alone at ``x``'s
-    batch size, segment k fed the features segments 0..k-1 compute from ``x`` (real
-    intermediate features, whoever exits).
+                  repeats: int) -> tuple[float, list[float], list[float]]:
+    """Median seconds of the plain backbone on ``x``, of each segment alone at ``x``'s batch
+    size, segment k fed the features segments 0..k-1 compute from ``x`` (real intermediate
+    features, whoever exits), and of each hop between segments (a batch of those features
+    moved through a queue, :func:`~jee.infer.stream_plan.hop_program`).
 
     The calls are timed round-robin, so the drift of a shared machine hits them alike, over
     at least ``MIN_SEGMENT_ROUNDS`` rounds: one call is cheap next to a pass, and the median of
     a few calls moved the ideal by time by a third on the 2-core CPU.
     """
     full = jax.jit(full_fn)
-    calls, h = [(full, x)], x
+    calls, hops, h = [(full, x)], [], x
     jax.block_until_ready(full(x))  # compiled before any timing
-    for segment in segments:
+    for k, segment in enumerate(segments):
         fn = jax.jit(segment)
         calls.append((fn, h))
         h = jax.block_until_ready(fn(h))[0]
-    times = np.zeros((max(MIN_SEGMENT_ROUNDS, repeats), len(calls)))
+        if k + 1 < len(segments):
+            program, *rings = hop_program(jax.ShapeDtypeStruct(h.shape, h.dtype))
+            hops.append([program, jax.block_until_ready(program(*rings))])
+    times = np.zeros((max(MIN_SEGMENT_ROUNDS, repeats), len(calls) + len(hops)))
     for r in range(times.shape[0]):
         for i, (fn, arg) in enumerate(calls):
             start = time.perf_counter()
             jax.block_until_ready(fn(arg))
             times[r, i] = time.perf_counter() - start
-    median = np.median(times, axis=0)
-    return float(median[0]), median[1:].tolist()
+        for i, hop in enumerate(hops, len(calls)):
+            start = time.perf_counter()
+            hop[1] = jax.block_until_ready(hop[0](*hop[1]))  # it donates its rings
+            times[r, i] = time.perf_counter() - start
+    median = np.median(times, axis=0).tolist()
+    return median[0], median[1:len(calls)], median[len(calls):]
 
 
 def _each_chunk(engine: Callable, chunks: Sequence[tuple]) -> list:
     return [engine(x, a) for x, a in chunks]
+
+
+def masked_exit_fractions(segments: Sequence[Segment], policy: Policy, images, aux=None, *,
+                          batch_size: int) -> list[float]:
+    """The fraction of ``images`` (with optional ``aux``) leaving at each exit in the masked
+    mode, run batch by batch: what a stream's spans are planned from, on data it will not be
+    scored on (e.g. validation)."""
+    batches, counts = arrival_chunks(np.asarray(images), aux, batch_size, on_device=True,
+                                     pad=False)
+    exits = unpad([o[0] for o in _each_chunk(MaskedEngine(segments, policy), batches)],
+                  counts)
+    return (np.bincount(exits, minlength=len(segments)) / exits.size).tolist()
 
 
 def _streamed(engine: StreamEngine, chunks: Sequence[tuple], num_examples: int):
@@ -240,7 +261,8 @@ def _pass_stats(timed: tuple, num_examples: int, size: int) -> dict:
 def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], jax.Array],
                       policy: Policy, images, aux=None, *, costs: Sequence[float],
                       batch_size: int, arrival_sizes: Sequence[int] = (8,),
-                      ladder: Ladder = None, repeats: int = 10) -> dict:
+                      ladder: Ladder = None, repeats: int = 10,
+                      plan_fractions: Sequence[float] | None = None) -> dict:
     """Times whole passes over ``images [N, ...]`` (with optional ``aux [N]``); returns a dict.
 
     Modes (``modes``): ``full``, the plain backbone on batches of ``batch_size`` (B); for
@@ -252,13 +274,19 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     pass), ``images_per_s``, ``speedup`` over ``full``, ``efficiency`` and
     ``efficiency_by_time`` (speedup over each ideal), compiles, ``agreement`` with the
     masked mode (exit and argmax, every example), and for the stream its batches per pass
-    and the partial ones among them, per segment, and the sizes partial batches run at.
+    and the partial ones among them, per queue, and the sizes partial batches run at.
+
+    ``plan_fractions [E]``: the exit fractions (of data not timed here, e.g. validation) the
+    stream's spans are planned from (:func:`~jee.infer.stream_plan.plan_spans`, with the
+    segment and hop times measured here); without them, or when the plan keeps one segment
+    per queue, every segment has its own queue. Otherwise ``stream_per_segment`` times the
+    unplanned stream too, at arrival size B, for comparison.
 
     Top level: ``ideal_speedup`` (``1 / mean(costs[exit])``), ``ideal_by_time``
     (``full_seconds_at_batch / sum_k reach_fractions[k] * segment_seconds_at_batch[k]``,
     all measured at batch B by :func:`segment_times`), ``exit_fractions``,
-    ``reach_fractions`` (examples reaching each segment) and ``agreement`` over every
-    checked mode.
+    ``reach_fractions`` (examples reaching each segment), ``hop_seconds_at_batch``,
+    ``stream_spans`` (segments per queue) and ``agreement`` over every checked mode.
     """
     segments = check_segments(segments)
     costs = _check_costs(costs, len(segments))
@@ -279,7 +307,7 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     if first.shape[0] < batch:
         first = jnp.concatenate([first, jnp.zeros((batch - first.shape[0], *first.shape[1:]),
                                                   first.dtype)])
-    full_s, segment_s = segment_times(segments, full_fn, first, repeats)
+    full_s, segment_s, hop_s = segment_times(segments, full_fn, first, repeats)
     reach = [float(np.mean(ref_exit >= k)) for k in range(len(segments))]
     ideal = 1.0 / float(costs[ref_exit].mean())
     ideal_by_time = full_s / float(np.dot(reach, segment_s))
@@ -288,8 +316,9 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     modes = {"full": _pass_stats(
         time_calls(_each_chunk, (lambda x, a: full(x), batches), repeats), n, batch)}
     bucketed = BucketedEngine(segments, policy, ladder=ladder)
-    stream = StreamEngine(segments, policy, batch_size=batch)
-    checked = agreed = 0
+    spans = None if plan_fractions is None else plan_spans(plan_fractions, segment_s, hop_s)
+    stream = StreamEngine(segments, policy, batch_size=batch, spans=spans)
+    checked, agreed, stream_stats = 0, 0, {}
     for size in dict.fromkeys(int(a) for a in arrival_sizes):
         if size == batch:
             chunks, sizes, suffix = batches, counts, ""
@@ -298,20 +327,30 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
             suffix = f"@{size}"
         timed = time_calls(_each_chunk, (bucketed, chunks), repeats)
         out = tuple(unpad([o[i] for o in timed[0]], sizes) for i in range(2))
-        before = stream.batches_run.copy(), stream.partial_batches.copy()
-        stream_timed = time_calls(_streamed, (stream, chunks, n), repeats)
-        for mode, t, result in (("bucketed", timed, out),
-                                ("stream", stream_timed, stream_timed[0])):
-            stats = modes[mode + suffix] = _pass_stats(t, n, size)
+        runs = [("bucketed" + suffix, timed, out)]
+        streams = [("stream" + suffix, stream)]
+        if size == batch and len(stream.spans) < len(segments):
+            streams.append(("stream_per_segment", StreamEngine(segments, policy,
+                                                               batch_size=batch)))
+        for mode, engine in streams:
+            before = engine.batches_run.copy(), engine.partial_batches.copy()
+            stream_timed = time_calls(_streamed, (engine, chunks, n), repeats)
+            runs.append((mode, stream_timed, stream_timed[0]))
+            # Every pass runs the same batches: the warm-up and the timed ones.
+            passes = len(stream_timed[2]) + 1
+            stream_stats[mode] = dict(
+                spans=list(engine.spans),
+                batches_per_pass=((engine.batches_run - before[0]) // passes).tolist(),
+                partial_batches_per_pass=((engine.partial_batches - before[1])
+                                          // passes).tolist(),
+                partial_sizes=list(engine.sizes))
+        for mode, t, result in runs:
+            stats = modes[mode] = _pass_stats(t, n, size)
             ok = _matches(result, reference)
             stats["agreement"] = float(ok.mean())
             checked, agreed = checked + ok.size, agreed + int(ok.sum())
-        # Every pass runs the same batches: the warm-up and the timed ones.
-        passes = len(stream_timed[2]) + 1
-        modes["stream" + suffix].update(
-            batches_per_pass=((stream.batches_run - before[0]) // passes).tolist(),
-            partial_batches_per_pass=((stream.partial_batches - before[1]) // passes).tolist(),
-            partial_sizes=list(stream.sizes))
+    for mode, extra in stream_stats.items():
+        modes[mode].update(extra)
     for stats in modes.values():
         stats["speedup"] = modes["full"]["seconds_per_pass"] / stats["seconds_per_pass"]
         stats["efficiency"] = stats["speedup"] / ideal
@@ -319,6 +358,8 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     return {"num_examples": n, "batch_size": batch, "repeats": repeats,
             "ideal_speedup": ideal, "ideal_by_time": ideal_by_time,
             "full_seconds_at_batch": full_s, "segment_seconds_at_batch": segment_s,
+            "hop_seconds_at_batch": hop_s, "stream_spans": list(stream.spans),
+            "plan_fractions": None if plan_fractions is None else list(plan_fractions),
             "exit_fractions": (np.bincount(ref_exit, minlength=len(segments)) / n).tolist(),
             "reach_fractions": reach, "agreement": agreed / checked if checked else 1.0,
             "modes": modes}
