@@ -90,7 +90,9 @@ NOTES = [
     "device, 'stream@8' chunks of 8 from the host; speedup is full's pass time (batch by "
     "batch at B) over the mode's. ideal_by_time = full_seconds_at_batch / "
     "ideal_seconds_per_batch, ideal_seconds_per_batch = sum_k reach_fractions[k] * "
-    "segment_seconds_at_batch[k]; efficiency_by_time = speedup / ideal_by_time.",
+    "segment_seconds_at_batch[k]; efficiency_by_time = speedup / ideal_by_time. stream_spans: "
+    "segments per queue, planned from the synthetic policy's fractions and the segment and "
+    "hop times measured in the item (jee/infer/stream_plan.py).",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -558,6 +560,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     from jee.infer.compiles import CompileCounter
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
+    from jee.infer.stream_plan import plan_spans
     from jee.infer.synthetic import synthetic_exits
 
     n = s.dataset_batches * batch
@@ -580,7 +583,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     reach = [float(np.mean(ref_exit >= k)) for k in range(num_segments)]
     exit_fractions = (np.bincount(ref_exit, minlength=num_segments) / n).tolist()
     ideal = 1.0 / float(np.dot(exit_fractions, net.costs))
-    full_s, segment_s = segment_times(net.segments, net.full, batches[0][0], s.repeats)
+    full_s, segment_s, hop_s = segment_times(net.segments, net.full, batches[0][0], s.repeats)
     ideal_s, by_time = ideal_by_time(full_s, segment_s, reach)
 
     full = jax.jit(net.full)
@@ -588,7 +591,10 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     def full_pass():
         return jax.block_until_ready([full(x) for x, _ in batches])
 
-    engine = StreamEngine(net.segments, net.policy, batch_size=batch)
+    # Planned, as evaluate.py --benchmark plans it, from the fractions the synthetic policy
+    # draws its exits from.
+    spans = plan_spans(net.fractions, segment_s, hop_s)
+    engine = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans)
 
     def stream_pass(chunks):
         return jax.block_until_ready(engine.run(iter(chunks), num_examples=n))
@@ -648,6 +654,9 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         "full_seconds_at_batch": full_s,
         "segment_seconds_at_batch": segment_s,
         "segments_sum_seconds": float(sum(segment_s)),
+        "hop_seconds_at_batch": hop_s,
+        "plan_fractions": [float(f) for f in net.fractions],
+        "stream_spans": list(spans),
         "ideal_seconds_per_batch": ideal_s,
         "ideal_by_time": by_time,
         "agreement": min(agreements),

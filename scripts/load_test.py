@@ -8,11 +8,13 @@
 
 Modes: ``stream`` is :class:`jee.infer.server.Server` over a ``StreamEngine`` (every segment
 on full batches of ``--batch_size`` rows across requests, partial batches forced after
-``--max_wait_ms``); ``bucketed`` and ``full`` run each request on its own
-(:class:`~jee.infer.server.PerRequestServer`) through the ``BucketedEngine`` or the plain
-network. With ``--random_init`` the weights and images are random and a synthetic policy sends
-examples to the exits at mean relative cost ``--target_cost``; with ``--workdir`` the test
-images go through the trained network under the EENet threshold policy.
+``--max_wait_ms``; with ``--stream_plan auto`` segments share a queue where few examples leave
+between them, planned as ``evaluate.py --benchmark`` plans them); ``bucketed`` and ``full``
+run each request on its own (:class:`~jee.infer.server.PerRequestServer`) through the
+``BucketedEngine`` or the plain network. With ``--random_init`` the weights and images are
+random and a synthetic policy sends examples to the exits at mean relative cost
+``--target_cost``; with ``--workdir`` the test images go through the trained network under
+the EENet threshold policy.
 
 Two phases per mode, each bounded by a request count and ``--phase_s``:
 
@@ -48,11 +50,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jee import data as data_lib  # noqa: E402
 from jee.config import load_config  # noqa: E402
+from jee.infer.benchmark import masked_exit_fractions, segment_times  # noqa: E402
 from jee.infer.bucketed import BucketedEngine  # noqa: E402
 from jee.infer.compiles import CompileCounter  # noqa: E402
 from jee.infer.masked import MaskedEngine  # noqa: E402
 from jee.infer.server import PerRequestServer, Server, full_network  # noqa: E402
 from jee.infer.stream import StreamEngine  # noqa: E402
+from jee.infer.stream_plan import plan_spans  # noqa: E402
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits  # noqa: E402
 from jee.models import split  # noqa: E402
 from jee.policy.thresholds import eenet_policy  # noqa: E402
@@ -82,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--pool", type=int, default=1024, help="distinct images to draw from")
     p.add_argument("--gc_freeze", action=argparse.BooleanOptionalAction, default=True,
                    help="freeze the warmed-up heap out of the garbage collector")
+    p.add_argument("--stream_plan", choices=("auto", "none"), default="auto",
+                   help="auto: segments share a queue where few examples leave between "
+                   "them, planned from validation's exit fractions; none: one per segment")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -93,7 +100,8 @@ def parse_args(argv=None):
 
 
 def build_network(config, args):
-    """(segments, full, policy, images [P, ...], aux [P] or None, policy name)."""
+    """(segments, full, policy, images [P, ...], aux [P] or None, policy name, the exit
+    fractions the stream is planned from: validation's, or the synthetic policy's own)."""
     if args.random_init:
         model = model_for_config(config)
         graphdef, params, stats = split(model)
@@ -102,6 +110,9 @@ def build_network(config, args):
         fractions = fractions_for_cost(model.costs().relative_costs(), args.target_cost)
         aux = synthetic_exits(args.pool, fractions, seed=0)
         policy, name = SyntheticPolicy(), f"synthetic(target_cost={args.target_cost})"
+
+        def plan(segments):
+            return list(fractions)  # the synthetic policy's exits are drawn from these
     else:
         step = int(args.step) if args.step.isdigit() else args.step
         ds, model, state = restore_trained(config, args.workdir, step)
@@ -117,26 +128,17 @@ def build_network(config, args):
         x, aux = np.concatenate(images)[:args.pool], None
         policy = eenet_policy(model.num_exits, config.threshold)
         name = f"eenet(T={config.threshold})"
+
+        def plan(segments):
+            val = [np.asarray(b["image"])[np.asarray(b["mask"])]
+                   for b in data_lib.eval_batches(ds, "val", batch_size=256)]
+            return masked_exit_fractions(segments, policy, np.concatenate(val),
+                                         batch_size=256)
     segments, full = network_functions(graphdef, params, stats, model.num_exits)
     # Whole requests only: the pool is a multiple of the request size.
     keep = len(x) - len(x) % args.request_size
-    return segments, full, policy, x[:keep], None if aux is None else aux[:keep], name
-
-
-def segment_ms(segments, x, repeats=5) -> list[float]:
-    """Median time of each segment, compiled, on the batch ``x`` (features carried along)."""
-    out, h = [], x
-    for segment in segments:
-        fn = jax.jit(segment)
-        h_next = jax.block_until_ready(fn(h))[0]
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(h))
-            times.append(time.perf_counter() - start)
-        out.append(1e3 * float(np.median(times)))
-        h = h_next
-    return out
+    return (segments, full, policy, x[:keep], None if aux is None else aux[:keep], name,
+            plan(segments) if args.stream_plan == "auto" else None)
 
 
 class Requests:
@@ -249,14 +251,14 @@ def open_loop(server, net, args, reference, images_per_s: float) -> dict:
     return out
 
 
-def make_servers(mode, net, args):
+def make_servers(mode, net, args, spans):
     """A function making a fresh server of ``mode`` over one engine, warmed up."""
     segments, full, policy, x, aux = net[:5]
     size = args.request_size
     chunks = [x[i:i + size] if aux is None else (x[i:i + size], aux[i:i + size])
               for i in range(0, len(x), size)]
     if mode == "stream":
-        engine = StreamEngine(segments, policy, batch_size=args.batch_size)
+        engine = StreamEngine(segments, policy, batch_size=args.batch_size, spans=spans)
         engine.run(chunks)  # compiles the feed and every segment that rows reach
         return lambda: Server(engine, max_wait_ms=args.max_wait_ms)
     engine = BucketedEngine(segments, policy) if mode == "bucketed" else full_network(
@@ -270,12 +272,15 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     config = load_config(args.config)
     net = build_network(config, args)
-    segments, _, policy, x, aux, policy_name = net
+    segments, full, policy, x, aux, policy_name, plan = net
     reference = jax.device_get(MaskedEngine(segments, policy)(x, aux))
-    seg_ms = segment_ms(segments, np.resize(x, (args.batch_size, *x.shape[1:])))
+    _, seg_s, hop_s = segment_times(
+        segments, full, jax.device_put(np.resize(x, (args.batch_size, *x.shape[1:]))), 5)
+    seg_ms = [1e3 * t for t in seg_s]
     bound_ms = args.max_wait_ms + 3 * max(seg_ms)
+    spans = None if plan is None else plan_spans(plan, seg_s, hop_s)
     modes = sorted(args.modes, key=MODES.index)  # stream first: it sets the open-loop rate
-    factories = {mode: make_servers(mode, net, args) for mode in modes}
+    factories = {mode: make_servers(mode, net, args, spans) for mode in modes}
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
@@ -301,6 +306,7 @@ def main(argv=None) -> dict:
                 out["batches_run"] = (server.engine.batches_run - before[0]).tolist()
                 out["partial_batches"] = (server.engine.partial_batches - before[1]).tolist()
                 out["partial_sizes"] = list(server.engine.sizes)
+                out["spans"] = list(server.engine.spans)
             if phase == "open":
                 out["p99_within_bound"] = bool(out["p99_ms"] <= bound_ms)
             results[mode][phase] = out
@@ -312,7 +318,8 @@ def main(argv=None) -> dict:
         "request_size": args.request_size, "rate_fraction": args.rate_fraction,
         "exit_fractions": (np.bincount(reference[0], minlength=len(segments))
                            / len(reference[0])).tolist(),
-        "segment_ms_at_batch": seg_ms, "latency_bound_ms": bound_ms, "modes": results,
+        "segment_ms_at_batch": seg_ms, "hop_ms_at_batch": [1e3 * t for t in hop_s],
+        "plan_fractions": plan, "latency_bound_ms": bound_ms, "modes": results,
     }
     print_table(report)
     if args.out:
@@ -328,8 +335,13 @@ def print_table(r: dict) -> None:
           f"max_wait {r['max_wait_ms']} ms, {r['clients']} clients x {r['requests']} requests "
           f"of {r['request_size']} images")
     print(f"segment ms at batch {r['batch_size']}: "
-          f"{[round(t, 2) for t in r['segment_ms_at_batch']]}; latency bound "
+          f"{[round(t, 2) for t in r['segment_ms_at_batch']]}, hops "
+          f"{[round(t, 2) for t in r['hop_ms_at_batch']]}; latency bound "
           f"{r['latency_bound_ms']:.1f} ms")
+    if "stream" in r["modes"]:
+        print(f"stream: segments per queue {r['modes']['stream']['closed']['spans']}"
+              + ("" if r["plan_fractions"] is None else ", planned from exit fractions "
+                 f"{np.round(r['plan_fractions'], 3).tolist()}"))
     print(f"{'':>9} {'closed loop':^33} | {'open loop':^45}")
     print(f"{'mode':>9} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'agree':>7} | "
           f"{'offered/s':>9} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'<=bound':>7} | "

@@ -197,6 +197,12 @@ def benchmark_table(runs: str) -> list[str]:
     return out
 
 
+def _with_spans(mode: str, stats: dict) -> str:
+    """A stream mode's name with its segments per queue, e.g. ``stream [1+2]``."""
+    spans = stats.get("spans")
+    return f"{mode} [{'+'.join(map(str, spans))}]" if spans else mode
+
+
 def stream_table(runs: str) -> list[str]:
     """The dataset sections: whole passes, input arriving in chunks of the batch and of 8."""
     out = ["| network | images | batch | ideal by MACs | ideal by time | mode | arrival | "
@@ -211,7 +217,8 @@ def stream_table(runs: str) -> list[str]:
         for mode, m in d["modes"].items():
             agree = f"{m['agreement']:.4f}" if "agreement" in m else "-"
             out.append(f"| {label} | {d['num_examples']} | {d['batch_size']} | "
-                       f"{d['ideal_speedup']:.2f} | {d['ideal_by_time']:.2f} | {mode} | "
+                       f"{d['ideal_speedup']:.2f} | {d['ideal_by_time']:.2f} | "
+                       f"{_with_spans(mode, m)} | "
                        f"{m['arrival_size']} | {m['images_per_s']:.0f} | {m['speedup']:.2f} | "
                        f"{m['efficiency_by_time']:.2f} | {agree} | "
                        f"{m['recompiles_after_warmup']} | {_dispatch(record)} |")
@@ -235,7 +242,8 @@ def load_table(runs: str) -> list[str]:
             c, o = m["closed"], m["open"]
             ratio = f"{c['images_per_s'] / bucketed:.2f}x" if bucketed else "-"
             agree = "-" if c["agreement"] is None else f"{c['agreement']:.4f}"
-            out.append(f"| {label} | {shares} | {mode} | {c['images_per_s']:.0f} | {ratio} | "
+            out.append(f"| {label} | {shares} | {_with_spans(mode, c)} | "
+                       f"{c['images_per_s']:.0f} | {ratio} | "
                        f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} | "
                        f"{o['offered_images_per_s']:.0f} | {o['p50_ms']:.1f} / "
                        f"{o['p99_ms']:.1f} | {r['latency_bound_ms']:.1f} | "
@@ -332,7 +340,10 @@ def main() -> None:
               "batch size over the sum of each segment's own time at that size weighted by the "
               "fraction of examples reaching it, all measured in the same run. CPU programs: "
               "one at a time (`evaluate.py --benchmark`'s default on the CPU, as a GPU runs "
-              "its stream) or concurrently (JAX's default).", ""]
+              "its stream) or concurrently (JAX's default). A stream's segments per queue in "
+              "brackets: `[1+2]` runs segment 0 alone and segments 1-2 as one step, as "
+              "planned from validation's exit fractions; `stream_per_segment` is the stream "
+              "with a queue per segment, in the same run.", ""]
     lines += stream_table(runs)
     lines += ["", "## Serving: requests of 8 images from 16 client threads (this 2-core CPU)",
               "", "`scripts/load_test.py`: closed loop (each client sends its next request "

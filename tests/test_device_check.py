@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from jee.infer.stream_plan import plan_spans
 from scripts import device_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,7 +115,10 @@ def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
                 assert m["agreement"] == 1.0, name
                 # Every image enters segment 0, in full batches of B.
                 assert m["batches_per_pass"][0] == n // b, name
+                assert len(m["batches_per_pass"]) == len(entry["stream_spans"]), name
                 assert m["partial_batches_per_pass"][0] == 0, name
+        assert tuple(entry["stream_spans"]) == plan_spans(
+            entry["plan_fractions"], seconds, entry["hop_seconds_at_batch"])
 
 
 def test_train_step_mfu_from_xla_flops(check):

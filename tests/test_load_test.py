@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
+from jee.infer.stream_plan import plan_spans
 from tests.procs import ROOT, env
 
 CLIENTS, REQUESTS, SIZE = 4, 4, 8
@@ -41,3 +44,9 @@ def test_load_test_answers_and_records_every_request(tmp_path):
     assert doc["modes"]["stream"]["closed"]["batches_run"][0] < CLIENTS * REQUESTS
     # The engine's sizes at the default batch of 64: 64 and 64 / 4 (then below 8).
     assert doc["modes"]["stream"]["closed"]["partial_sizes"] == [16, 64]
+    # The stream's plan: the planner's choice from the synthetic policy's fractions and the
+    # times measured in the run, and one step count per queue.
+    spans = doc["modes"]["stream"]["closed"]["spans"]
+    assert tuple(spans) == plan_spans(doc["plan_fractions"], np.multiply(
+        doc["segment_ms_at_batch"], 1e-3), np.multiply(doc["hop_ms_at_batch"], 1e-3))
+    assert len(doc["modes"]["stream"]["closed"]["batches_run"]) == len(spans)
