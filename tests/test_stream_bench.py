@@ -109,6 +109,9 @@ def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
         modes = point["modes"]
         assert set(modes) == {"masked", "bucketed", "stream", "bucketed@8", "stream@8"}
         for mode, stats in modes.items():
+            # Against the reference's passes timed in turn with this point's.
+            assert stats["speedup"] == pytest.approx(
+                point["reference_seconds_per_pass"] / stats["seconds_per_pass"])
             assert stats["agreement"] == 1.0, mode
             assert stats["recompiles_after_warmup"] == 0, mode
             assert stats["accuracy"] == pytest.approx(point["test_accuracy"], abs=1e-6)

@@ -4,7 +4,9 @@ The routing policies at the operating points of the report (no accuracy loss aga
 single model, and 1 point of loss, each chosen on validation and, after the fact, on test):
 the learned policy's, and the cheapest of any family where that is another (``timed_points``),
 run over the whole test split in batches of ``--batch_size``, each mode compiled once
-and timed over ``--repeats`` passes after a warm-up pass:
+and timed over ``--repeats`` passes after a warm-up pass (the reference's and every mode's
+passes of a point taken in turn, round after round, so that the machine's drift hits them
+alike):
 
 - ``reference``: the best single model (by validation accuracy) alone, the baseline;
 - ``masked``: every model on every example, routing applied afterwards (nothing saved);
@@ -36,7 +38,7 @@ from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
 from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
-from jee.infer.benchmark import arrival_chunks, time_calls, unpad
+from jee.infer.benchmark import arrival_chunks, time_rounds, unpad, warm_up
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
 from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.outputs import is_writer, write_json
@@ -62,13 +64,6 @@ def _each(engine, chunks) -> list:
 def _streamed(engine: StreamCascadeEngine, chunks, num_examples: int):
     # The chunks of other arrival sizes are padded: num_examples stops before the padding.
     return engine.run(iter(chunks), num_examples=num_examples)
-
-
-def _time_passes(fn, args, repeats: int):
-    """(outputs of the first pass ``fn(*args)``, first-pass seconds, median seconds per pass,
-    compilations after the first pass)."""
-    out, first, times, _, steady = time_calls(fn, args, repeats)
-    return out, first, float(np.median(times)), steady.count
 
 
 def _mode_runs(engines: dict, batches, counts, arrivals: dict, batch_size: int):
@@ -122,9 +117,11 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
     # Every model alone: the reference's time is the baseline, and the others' give the
     # speed-up the paths would have if the engine added nothing (small models can cost far
     # more time per MAC than large ones).
-    alone = [_time_passes(_each, (jax.jit(f), batches), options.repeats) for f in functions]
-    ref_out, first, ref_s, ref_recompiles = alone[ref]
-    model_s = [a[2] for a in alone]
+    alone = [(_each, (jax.jit(f), batches)) for f in functions]
+    ref_out, first, _ = [warm_up(*call) for call in alone][ref]
+    times, recompiles = time_rounds(alone, options.repeats)
+    model_s = np.median(times, axis=0).tolist()
+    ref_s, ref_recompiles = model_s[ref], recompiles[ref]
     path_s = graph.path_costs(model_s)
     results = {"reference": {"model": ref_name, "seconds_per_pass": ref_s,
                              "images_per_s": len(labels) / ref_s, "compile_s": first - ref_s,
@@ -163,32 +160,43 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                  "timed_ideal_speedup": ref_s / float(
                      np.dot(point["test_exit_fractions"], path_s)),
                  "path_fractions": point["test_exit_fractions"], "modes": {}}
-        for mode, engine, run_pass, chunks, sizes, size in _mode_runs(
-                engines[index], batches, counts, arrivals, options.batch_size):
+        runs = list(_mode_runs(engines[index], batches, counts, arrivals, options.batch_size))
+        warm, extra = [], {}
+        for mode, engine, run_pass, chunks, _, _ in runs:
             streamed = run_pass is _streamed
             before = (engine.batches_run.copy(), engine.partial_batches.copy()) if streamed \
                 else None
             args = (engine, chunks, len(labels)) if streamed else (engine, chunks)
-            passes, first, seconds, recompiles = _time_passes(run_pass, args, options.repeats)
+            warm.append((args, *warm_up(run_pass, args)))
             if streamed:
+                extra[mode] = {
+                    "batches_per_pass": (engine.batches_run - before[0]).tolist(),
+                    "partial_batches_per_pass": (engine.partial_batches - before[1]).tolist(),
+                    "partial_sizes": list(engine.sizes)}
+        # The reference again, its passes taken in turn with the modes': a speed-up is a
+        # ratio of passes timed under the same conditions of the machine.
+        times, recompiles = time_rounds(
+            [alone[ref]] + [(r[2], w[0]) for r, w in zip(runs, warm, strict=True)],
+            options.repeats)
+        seconds = np.median(times, axis=0)
+        entry["reference_seconds_per_pass"] = float(seconds[0])
+        for i, (mode, _, run_pass, _, sizes, size) in enumerate(runs, 1):
+            _, passes, first, compiles = warm[i - 1]
+            if run_pass is _streamed:
                 final, logits = (np.asarray(a) for a in passes[:2])
             else:
                 final = unpad([o[0] for o in passes], sizes)
                 logits = unpad([o[1] for o in passes], sizes)
-            stats = entry["modes"][mode] = {
+            entry["modes"][mode] = {
                 "arrival_size": size,
-                "seconds_per_pass": seconds, "images_per_s": len(labels) / seconds,
-                "compile_s": first - seconds, "recompiles_after_warmup": recompiles,
-                "speedup": ref_s / seconds,
+                "seconds_per_pass": float(seconds[i]),
+                "images_per_s": len(labels) / seconds[i],
+                "compile_s": max(0.0, first - seconds[i]), "compiles_at_warmup": compiles,
+                "recompiles_after_warmup": recompiles[i],
+                "speedup": seconds[0] / seconds[i],
                 "accuracy": float(np.mean(logits.argmax(-1) == labels)),
-                "agreement": float(np.mean(final == offline_final))}
-            if streamed:
-                # Every pass runs the same batches: the warm-up and the timed ones.
-                runs = options.repeats + 1
-                stats["batches_per_pass"] = ((engine.batches_run - before[0]) // runs).tolist()
-                stats["partial_batches_per_pass"] = (
-                    (engine.partial_batches - before[1]) // runs).tolist()
-                stats["partial_sizes"] = list(engine.sizes)
+                "agreement": float(np.mean(final == offline_final)),
+                **extra.get(mode, {})}
         results["points"].append(entry)
     record = {"config": config.cascade.root, "models": list(outputs.names),
               "relative_costs": np.asarray(data["test"].costs).tolist(),

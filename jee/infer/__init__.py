@@ -12,9 +12,11 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 - :mod:`~jee.infer.eager`: one example at a time, eager or compiled at batch size 1 (how the
   PyTorch reference implementations infer).
 
-:mod:`~jee.infer.stream` keeps a queue of survivors per segment and runs every segment on
-full batches across input batches (:mod:`~jee.infer.stream_sched` holds its queues and
-scheduler), for networks and cascades alike.
+:mod:`~jee.infer.stream` keeps a queue of survivors per segment (or per span of segments,
+planned by :mod:`~jee.infer.stream_plan`) and runs every queue on full batches across input
+batches; :mod:`~jee.infer.stream_driver` is the machinery it shares with
+:mod:`~jee.infer.stream_cascade` (network selection), :mod:`~jee.infer.stream_sched` its
+queues and schedulers, and :mod:`~jee.infer.server` serves requests through either.
 
 :mod:`~jee.infer.cascade` applies the bucketed re-batching to network selection, where the
 "segments" are whole models and a routing policy may jump over some of them.

@@ -88,6 +88,31 @@ def time_calls(fn: Callable, args: tuple, repeats: int):
     return out, first, np.asarray(times), warm, steady
 
 
+def warm_up(fn: Callable, args: tuple) -> tuple:
+    """``(output, seconds, compilations)`` of a first call, compilation included."""
+    with CompileCounter() as compiles:
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        first = time.perf_counter() - start
+    return out, first, compiles.count
+
+
+def time_rounds(calls: Sequence[tuple[Callable, tuple]], repeats: int
+                ) -> tuple[np.ndarray, list[int]]:
+    """``(seconds [repeats, len(calls)], compilations per call)``: every call once per round,
+    round after round, so that a shared machine's drift hits them alike (whole passes timed
+    one mode after another drifted by 10% within one run on the 2-core CPU)."""
+    times = np.zeros((repeats, len(calls)))
+    counters = [CompileCounter() for _ in calls]
+    for r in range(repeats):
+        for i, ((fn, args), counter) in enumerate(zip(calls, counters, strict=True)):
+            with counter:
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times[r, i] = time.perf_counter() - start
+    return times, [c.count for c in counters]
+
+
 def _matches(result, reference) -> np.ndarray:
     exit_index, logits = (np.asarray(a) for a in result)
     ref_exit, ref_logits = (np.asarray(a)[:exit_index.shape[0]] for a in reference)
@@ -249,13 +274,13 @@ def _streamed(engine: StreamEngine, chunks: Sequence[tuple], num_examples: int):
     return engine.run(iter(chunks), num_examples=num_examples)
 
 
-def _pass_stats(timed: tuple, num_examples: int, size: int) -> dict:
-    _, first, times, warm, steady = timed
+def _pass_stats(first: float, warm: int, times: np.ndarray, steady: int, num_examples: int,
+                size: int) -> dict:
     median = float(np.median(times))
     return {"arrival_size": size, "seconds_per_pass": median,
             "seconds_per_pass_p90": float(np.percentile(times, 90)),
             "images_per_s": num_examples / median, "compile_s": max(0.0, first - median),
-            "compiles_at_warmup": warm.count, "recompiles_after_warmup": steady.count}
+            "compiles_at_warmup": warm, "recompiles_after_warmup": steady}
 
 
 def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], jax.Array],
@@ -271,9 +296,10 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     ``stream@a`` unless ``a == B``. Chunks of B rows are put on the device beforehand, other
     chunks stay on the host (see :func:`arrival_chunks`); every pass ends with its results
     ready. Per mode: ``seconds_per_pass`` (median of ``repeats`` passes after a warm-up
-    pass), ``images_per_s``, ``speedup`` over ``full``, ``efficiency`` and
-    ``efficiency_by_time`` (speedup over each ideal), compiles, ``agreement`` with the
-    masked mode (exit and argmax, every example), and for the stream its batches per pass
+    pass, the modes' passes taken in turn, round after round), ``images_per_s``,
+    ``speedup`` over ``full``, ``efficiency`` and ``efficiency_by_time`` (speedup over each
+    ideal), compiles, ``agreement`` with the masked mode (exit and argmax, every example),
+    and for the stream its batches per pass
     and the partial ones among them, per queue, and the sizes partial batches run at.
 
     ``plan_fractions [E]``: the exit fractions (of data not timed here, e.g. validation) the
@@ -313,44 +339,50 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     ideal_by_time = full_s / float(np.dot(reach, segment_s))
 
     full = jax.jit(full_fn)
-    modes = {"full": _pass_stats(
-        time_calls(_each_chunk, (lambda x, a: full(x), batches), repeats), n, batch)}
     bucketed = BucketedEngine(segments, policy, ladder=ladder)
     spans = None if plan_fractions is None else plan_spans(plan_fractions, segment_s, hop_s)
     stream = StreamEngine(segments, policy, batch_size=batch, spans=spans)
-    checked, agreed, stream_stats = 0, 0, {}
+    # (mode, pass function, its arguments, arrival size, real rows per chunk or the stream).
+    runs = [("full", _each_chunk, (lambda x, a: full(x), batches), batch, None)]
     for size in dict.fromkeys(int(a) for a in arrival_sizes):
         if size == batch:
             chunks, sizes, suffix = batches, counts, ""
         else:
             chunks, sizes = arrival_chunks(images, aux, size, on_device=False)
             suffix = f"@{size}"
-        timed = time_calls(_each_chunk, (bucketed, chunks), repeats)
-        out = tuple(unpad([o[i] for o in timed[0]], sizes) for i in range(2))
-        runs = [("bucketed" + suffix, timed, out)]
-        streams = [("stream" + suffix, stream)]
+        runs.append(("bucketed" + suffix, _each_chunk, (bucketed, chunks), size, sizes))
+        runs.append(("stream" + suffix, _streamed, (stream, chunks, n), size, stream))
         if size == batch and len(stream.spans) < len(segments):
-            streams.append(("stream_per_segment", StreamEngine(segments, policy,
-                                                               batch_size=batch)))
-        for mode, engine in streams:
-            before = engine.batches_run.copy(), engine.partial_batches.copy()
-            stream_timed = time_calls(_streamed, (engine, chunks, n), repeats)
-            runs.append((mode, stream_timed, stream_timed[0]))
-            # Every pass runs the same batches: the warm-up and the timed ones.
-            passes = len(stream_timed[2]) + 1
-            stream_stats[mode] = dict(
+            per_segment = StreamEngine(segments, policy, batch_size=batch)
+            runs.append(("stream_per_segment", _streamed, (per_segment, chunks, n), size,
+                         per_segment))
+    # Warm-ups one after another (the first compiles what later ones reuse), then the timed
+    # passes round-robin.
+    warm, extra = [], {}
+    for mode, fn, args, _, rows in runs:
+        engine = rows if isinstance(rows, StreamEngine) else None
+        before = None if engine is None else (engine.batches_run.copy(),
+                                              engine.partial_batches.copy())
+        warm.append(warm_up(fn, args))
+        if engine is not None:
+            extra[mode] = dict(
                 spans=list(engine.spans),
-                batches_per_pass=((engine.batches_run - before[0]) // passes).tolist(),
-                partial_batches_per_pass=((engine.partial_batches - before[1])
-                                          // passes).tolist(),
+                batches_per_pass=(engine.batches_run - before[0]).tolist(),
+                partial_batches_per_pass=(engine.partial_batches - before[1]).tolist(),
                 partial_sizes=list(engine.sizes))
-        for mode, t, result in runs:
-            stats = modes[mode] = _pass_stats(t, n, size)
-            ok = _matches(result, reference)
-            stats["agreement"] = float(ok.mean())
-            checked, agreed = checked + ok.size, agreed + int(ok.sum())
-    for mode, extra in stream_stats.items():
-        modes[mode].update(extra)
+    times, recompiles = time_rounds([(fn, args) for _, fn, args, _, _ in runs], repeats)
+    modes, checked, agreed = {}, 0, 0
+    for i, (mode, _, _, size, rows) in enumerate(runs):
+        out, first, compiles = warm[i]
+        stats = modes[mode] = _pass_stats(first, compiles, times[:, i], recompiles[i], n, size)
+        stats.update(extra.get(mode, {}))
+        if mode == "full":
+            continue
+        if not isinstance(rows, StreamEngine):
+            out = tuple(unpad([o[j] for o in out], rows) for j in range(2))
+        ok = _matches(out, reference)
+        stats["agreement"] = float(ok.mean())
+        checked, agreed = checked + ok.size, agreed + int(ok.sum())
     for stats in modes.values():
         stats["speedup"] = modes["full"]["seconds_per_pass"] / stats["seconds_per_pass"]
         stats["efficiency"] = stats["speedup"] / ideal
