@@ -197,6 +197,10 @@ def benchmark_table(runs: str) -> list[str]:
     return out
 
 
+def _dot(a, b) -> float:
+    return float(sum(x * y for x, y in zip(a, b, strict=True)))
+
+
 def _with_spans(mode: str, stats: dict) -> str:
     """A stream mode's name with its segments per queue, e.g. ``stream [1+2]``."""
     spans = stats.get("spans")
@@ -206,21 +210,25 @@ def _with_spans(mode: str, stats: dict) -> str:
 def stream_table(runs: str) -> list[str]:
     """The dataset sections: whole passes, input arriving in chunks of the batch and of 8."""
     out = ["| network | images | batch | ideal by MACs | ideal by time | mode | arrival | "
-           "images/s | speed-up | efficiency by time | agreement | recompiles | CPU programs |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "images/s | speed-up | efficiency by time | of the zero-overhead time | agreement | "
+           "recompiles | CPU programs |", "|---" * 14 + "|"]
     for run, name, label in STREAM_BENCHMARKS:
         path = os.path.join(runs, run, "eval", name)
         if not os.path.exists(path):
             continue
         record = _load(path)
         d = record["dataset"]
+        # Every segment on full batches at its own time, nothing else: seconds per pass.
+        zero_overhead = (_dot(d["reach_fractions"], d["segment_seconds_at_batch"])
+                         * d["num_examples"] / d["batch_size"])
         for mode, m in d["modes"].items():
             agree = f"{m['agreement']:.4f}" if "agreement" in m else "-"
             out.append(f"| {label} | {d['num_examples']} | {d['batch_size']} | "
                        f"{d['ideal_speedup']:.2f} | {d['ideal_by_time']:.2f} | "
                        f"{_with_spans(mode, m)} | "
                        f"{m['arrival_size']} | {m['images_per_s']:.0f} | {m['speedup']:.2f} | "
-                       f"{m['efficiency_by_time']:.2f} | {agree} | "
+                       f"{m['efficiency_by_time']:.3f} | "
+                       f"{zero_overhead / m['seconds_per_pass']:.3f} | {agree} | "
                        f"{m['recompiles_after_warmup']} | {_dispatch(record)} |")
     return out
 
@@ -299,19 +307,30 @@ def cascade_tables(runs: str, docs: str) -> list[str]:
                     f"{b['reference']['model']} alone at "
                     f"{b['reference']['images_per_s']:.0f} images/s. Each model alone: {alone}"
                     " per pass. Ideal by time: the speed-up if routing and compaction were "
-                    "free, from those times.", "",
+                    "free, from those times; a point's speed-ups are over the reference's "
+                    "passes taken in turn with its modes' (seconds in the last column). Of the "
+                    "zero-overhead time: the paths' time from the models' own passes over the "
+                    "mode's time.", "",
                     "| loss allowed | chosen on | policy | mode | images/s | measured speed-up | "
-                    "ideal by MACs | ideal by time | test acc. | agreement | recompiles |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|"]
+                    "ideal by MACs | ideal by time | efficiency by time | of the zero-overhead "
+                    "time | test acc. | agreement | recompiles | reference s/pass |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            alone_s = b["seconds_per_pass_alone"]
+            path_s = [sum(alone_s[name] for name in path["models"]) for path in b["paths"]]
             for p in b["points"]:
+                zero_overhead = _dot(p["path_fractions"], path_s)
+                ref_s = p.get("reference_seconds_per_pass")
                 for mode, m in p["modes"].items():
                     out.append(f"| {100 * p['loss']:.0f} pt | {p['selected_on']} | "
                                f"{p.get('family', 'bolukbasi')} | {mode} | "
                                f"{m['images_per_s']:.0f} "
                                f"| {m['speedup']:.2f} | {p['ideal_speedup']:.2f} | "
                                f"{p['timed_ideal_speedup']:.2f} | "
+                               f"{m['speedup'] / p['timed_ideal_speedup']:.3f} | "
+                               f"{zero_overhead / m['seconds_per_pass']:.3f} | "
                                f"{_pct(m['accuracy'])} | {m['agreement']:.4f} | "
-                               f"{m['recompiles_after_warmup']} |")
+                               f"{m['recompiles_after_warmup']} | "
+                               + ("-" if ref_s is None else f"{ref_s:.2f}") + " |")
         out += _plot(path, docs, run, label)
     return out
 
@@ -343,7 +362,11 @@ def main() -> None:
               "its stream) or concurrently (JAX's default). A stream's segments per queue in "
               "brackets: `[1+2]` runs segment 0 alone and segments 1-2 as one step, as "
               "planned from validation's exit fractions; `stream_per_segment` is the stream "
-              "with a queue per segment, in the same run.", ""]
+              "with a queue per segment, in the same run. Of the zero-overhead time: the pass "
+              "that runs every segment at its own measured time on the examples reaching it "
+              "and nothing else, over the mode's pass; the efficiency by time without the "
+              "plain network's pass in it (the modes' passes are taken in turn, round after "
+              "round).", ""]
     lines += stream_table(runs)
     lines += ["", "## Serving: requests of 8 images from 16 client threads (this 2-core CPU)",
               "", "`scripts/load_test.py`: closed loop (each client sends its next request "

@@ -1,4 +1,4 @@
-"""The streaming driver: a survivor queue per step kind, every step run on full batches.
+"""The streaming driver: a survivor queue per step, every step run on full batches.
 
 The bucketed engine re-batches the survivors of one input batch, so late segments run on the
 few rows that reach them. Here each queue (a segment, a span of segments, or a cascade's
