@@ -306,19 +306,21 @@ def cascade_tables(runs: str, docs: str) -> list[str]:
                     f"of {b['repeats']} passes, CPU programs {_dispatch(b)}; reference: "
                     f"{b['reference']['model']} alone at "
                     f"{b['reference']['images_per_s']:.0f} images/s. Each model alone: {alone}"
-                    " per pass. Ideal by time: the speed-up if routing and compaction were "
-                    "free, from those times; a point's speed-ups are over the reference's "
-                    "passes taken in turn with its modes' (seconds in the last column). Of the "
-                    "zero-overhead time: the paths' time from the models' own passes over the "
-                    "mode's time.", "",
+                    " per pass, at the start. Each point times every model alone again, its "
+                    "passes taken in turn with the point's modes: the speed-ups are over the "
+                    "reference's passes there (seconds in the last column), the ideal by time "
+                    "the speed-up if routing and compaction were free, from the models' times "
+                    "there. Of the zero-overhead time: the paths' time from those passes over "
+                    "the mode's time.", "",
                     "| loss allowed | chosen on | policy | mode | images/s | measured speed-up | "
                     "ideal by MACs | ideal by time | efficiency by time | of the zero-overhead "
                     "time | test acc. | agreement | recompiles | reference s/pass |",
                     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            alone_s = b["seconds_per_pass_alone"]
-            path_s = [sum(alone_s[name] for name in path["models"]) for path in b["paths"]]
             for p in b["points"]:
-                zero_overhead = _dot(p["path_fractions"], path_s)
+                # The models' passes timed among the point's modes (older files: at the start).
+                alone_s = p.get("model_seconds_per_pass", b["seconds_per_pass_alone"])
+                zero_overhead = _dot(p["path_fractions"], [
+                    sum(alone_s[name] for name in path["models"]) for path in b["paths"]])
                 ref_s = p.get("reference_seconds_per_pass")
                 for mode, m in p["modes"].items():
                     out.append(f"| {100 * p['loss']:.0f} pt | {p['selected_on']} | "

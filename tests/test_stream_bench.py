@@ -108,6 +108,12 @@ def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
     for point in bench["points"]:
         modes = point["modes"]
         assert set(modes) == {"masked", "bucketed", "stream", "bucketed@8", "stream@8"}
+        # The ideal by time from the models' passes timed among this point's modes.
+        alone = point["model_seconds_per_pass"]
+        path_s = [sum(alone[name] for name in path["models"]) for path in bench["paths"]]
+        assert point["reference_seconds_per_pass"] == alone[bench["reference"]["model"]]
+        assert point["timed_ideal_speedup"] == pytest.approx(
+            point["reference_seconds_per_pass"] / np.dot(point["path_fractions"], path_s))
         for mode, stats in modes.items():
             # Against the reference's passes timed in turn with this point's.
             assert stats["speedup"] == pytest.approx(

@@ -4,8 +4,8 @@ The routing policies at the operating points of the report (no accuracy loss aga
 single model, and 1 point of loss, each chosen on validation and, after the fact, on test):
 the learned policy's, and the cheapest of any family where that is another (``timed_points``),
 run over the whole test split in batches of ``--batch_size``, each mode compiled once
-and timed over ``--repeats`` passes after a warm-up pass (the reference's and every mode's
-passes of a point taken in turn, round after round, so that the machine's drift hits them
+and timed over ``--repeats`` passes after a warm-up pass (every model alone and every
+mode of a point taken in turn, round after round, so that the machine's drift hits them
 alike):
 
 - ``reference``: the best single model (by validation accuracy) alone, the baseline;
@@ -21,7 +21,8 @@ alike):
 The measured speed-up (reference time / mode time) is reported next to two ideal ones: by
 MACs, the reference model's cost over the mean cost of the paths taken, and by time, the
 reference model's time over the mean time of the paths taken, each model timed alone on the
-whole split (what the engine could reach if routing and compaction were free). Every mode's
+whole split among the point's modes (what the engine could reach if routing and compaction
+were free). Every mode's
 predictions are checked against the offline simulation of the same policy.
 """
 
@@ -122,7 +123,6 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
     times, recompiles = time_rounds(alone, options.repeats)
     model_s = np.median(times, axis=0).tolist()
     ref_s, ref_recompiles = model_s[ref], recompiles[ref]
-    path_s = graph.path_costs(model_s)
     results = {"reference": {"model": ref_name, "seconds_per_pass": ref_s,
                              "images_per_s": len(labels) / ref_s, "compile_s": first - ref_s,
                              "recompiles_after_warmup": ref_recompiles,
@@ -157,8 +157,6 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                  "test_accuracy": point["test_accuracy"],
                  "test_relative_cost": point["test_relative_cost"],
                  "ideal_speedup": point["test_speedup_vs_reference"],
-                 "timed_ideal_speedup": ref_s / float(
-                     np.dot(point["test_exit_fractions"], path_s)),
                  "path_fractions": point["test_exit_fractions"], "modes": {}}
         runs = list(_mode_runs(engines[index], batches, counts, arrivals, options.batch_size))
         warm, extra = [], {}
@@ -173,15 +171,21 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                     "batches_per_pass": (engine.batches_run - before[0]).tolist(),
                     "partial_batches_per_pass": (engine.partial_batches - before[1]).tolist(),
                     "partial_sizes": list(engine.sizes)}
-        # The reference again, its passes taken in turn with the modes': a speed-up is a
-        # ratio of passes timed under the same conditions of the machine.
+        # Every model alone again, its passes taken in turn with the modes': the speed-ups
+        # and the ideal by time are ratios of passes timed under the same conditions (the
+        # reference's passes took 13% less time among one point's modes than among the
+        # models alone).
         times, recompiles = time_rounds(
-            [alone[ref]] + [(r[2], w[0]) for r, w in zip(runs, warm, strict=True)],
-            options.repeats)
+            alone + [(r[2], w[0]) for r, w in zip(runs, warm, strict=True)], options.repeats)
         seconds = np.median(times, axis=0)
-        entry["reference_seconds_per_pass"] = float(seconds[0])
-        for i, (mode, _, run_pass, _, sizes, size) in enumerate(runs, 1):
-            _, passes, first, compiles = warm[i - 1]
+        point_model_s = seconds[:len(alone)].tolist()
+        entry.update(
+            reference_seconds_per_pass=point_model_s[ref],
+            model_seconds_per_pass=dict(zip(outputs.names, point_model_s, strict=True)),
+            timed_ideal_speedup=point_model_s[ref] / float(np.dot(
+                point["test_exit_fractions"], graph.path_costs(point_model_s))))
+        for i, (mode, _, run_pass, _, sizes, size) in enumerate(runs, len(alone)):
+            _, passes, first, compiles = warm[i - len(alone)]
             if run_pass is _streamed:
                 final, logits = (np.asarray(a) for a in passes[:2])
             else:
@@ -193,7 +197,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                 "images_per_s": len(labels) / seconds[i],
                 "compile_s": max(0.0, first - seconds[i]), "compiles_at_warmup": compiles,
                 "recompiles_after_warmup": recompiles[i],
-                "speedup": seconds[0] / seconds[i],
+                "speedup": seconds[ref] / seconds[i],
                 "accuracy": float(np.mean(logits.argmax(-1) == labels)),
                 "agreement": float(np.mean(final == offline_final)),
                 **extra.get(mode, {})}
