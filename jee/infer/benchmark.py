@@ -100,8 +100,7 @@ def warm_up(fn: Callable, args: tuple) -> tuple:
 def time_rounds(calls: Sequence[tuple[Callable, tuple]], repeats: int
                 ) -> tuple[np.ndarray, list[int]]:
     """``(seconds [repeats, len(calls)], compilations per call)``: every call once per round,
-    round after round, so that a shared machine's drift hits them alike (whole passes timed
-    one mode after another drifted by 10% within one run on the 2-core CPU)."""
+    round after round, so that a shared machine's drift hits them alike."""
     times = np.zeros((repeats, len(calls)))
     counters = [CompileCounter() for _ in calls]
     for r in range(repeats):
