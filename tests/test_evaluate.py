@@ -4,11 +4,18 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
+from jee import data as data_lib
 from jee import train_lib
 from jee.evaluation import commands
 from jee.evaluation.options import BenchmarkOptions, ReportOptions
+from jee.infer.masked import MaskedEngine
+from jee.infer.stream_plan import plan_spans
+from jee.models import split
+from jee.policy.thresholds import eenet_policy
+from jee.runs import network_functions, on_one_device, restore_trained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -69,6 +76,26 @@ def test_benchmark_with_checkpoint_agrees_with_masked_mode(trained):
         assert stats["recompiles_after_warmup"] == 0
         assert set(stats) >= {"images_per_s", "ms_per_batch_median", "ms_per_batch_p90",
                               "compile_s", "speedup", "efficiency"}
+
+
+def test_stream_benchmark_with_checkpoint_plans_on_validation(trained):
+    config, workdir = trained
+    commands.run(config, _bench(workdir, modes=["full", "masked", "stream"], repeats=1,
+                                arrival_sizes=["B"]))
+    d = json.loads((workdir / "eval" / "benchmark.json").read_text())["dataset"]
+    assert d["agreement"] == 1.0
+    # The plan's fractions are the masked mode's on the validation split, not the timed one.
+    ds, model, state = restore_trained(config, str(workdir), "best")
+    params, stats = on_one_device(state)
+    segments, _ = network_functions(split(model)[0], params, stats, model.num_exits)
+    policy = eenet_policy(model.num_exits, config.threshold)
+    val = [np.asarray(b["image"])[np.asarray(b["mask"], bool)]
+           for b in data_lib.eval_batches(ds, "val", batch_size=64)]
+    exits = np.concatenate([np.asarray(MaskedEngine(segments, policy)(x)[0]) for x in val])
+    np.testing.assert_allclose(d["plan_fractions"],
+                               np.bincount(exits, minlength=model.num_exits) / len(exits))
+    assert tuple(d["stream_spans"]) == plan_spans(
+        d["plan_fractions"], d["segment_seconds_at_batch"], d["hop_seconds_at_batch"])
 
 
 def test_benchmark_random_init_hits_the_target_cost(tmp_path):

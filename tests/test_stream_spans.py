@@ -8,10 +8,12 @@ import jax
 import numpy as np
 import pytest
 
+from jee.infer.benchmark import masked_exit_fractions
 from jee.infer.compiles import CompileCounter
 from jee.infer.server import Server
 from jee.infer.stream import StreamEngine
 from jee.infer.stream_plan import check_spans, hop_program, plan_spans, span_starts
+from jee.infer.synthetic import SyntheticPolicy
 from tests.test_infer import NEAR, THRESHOLD, ThresholdPolicy, conv_segments
 from tests.test_infer_stream import (
     BATCH,
@@ -151,3 +153,12 @@ def test_hop_program_moves_a_batch_between_rings():
     # The batch at the head (rows 4..7 of the source) lands behind dest's tail (rows 4..7).
     np.testing.assert_array_equal(np.asarray(dest["h"])[4:], np.arange(12, 24).reshape(4, 3))
     np.testing.assert_array_equal(np.asarray(dest["h"])[:4], 0)
+
+
+def test_masked_exit_fractions_replay_the_assigned_exits(data):
+    x, aux = data
+    engine, _, _ = synthetic_engine(data)
+    fractions = masked_exit_fractions(engine.segments, SyntheticPolicy(), x, aux,
+                                      batch_size=BATCH)
+    # Batch by batch with a partial last batch (1000 = 62 x 16 + 8), every row counted once.
+    np.testing.assert_allclose(fractions, np.bincount(aux, minlength=NUM_EXITS) / len(aux))
