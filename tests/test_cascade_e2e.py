@@ -61,11 +61,13 @@ def test_cascade_benchmark_matches_the_offline_policy(digits_cascade):
     bench = json.loads((root / "eval" / "benchmark.json").read_text())
     assert bench["reference"]["recompiles_after_warmup"] == 0
     assert bench["points"], "no operating point was feasible"
-    alone = bench["seconds_per_pass_alone"]
-    path_seconds = [sum(alone[m] for m in p["models"]) for p in bench["paths"]]
     for point in bench["points"]:
-        expected = bench["reference"]["seconds_per_pass"] / np.dot(point["path_fractions"],
-                                                                    path_seconds)
+        # The ideal by time from every model's passes timed among this point's modes.
+        alone = point["model_seconds_per_pass"]
+        assert set(alone) == set(bench["seconds_per_pass_alone"])
+        path_seconds = [sum(alone[m] for m in p["models"]) for p in bench["paths"]]
+        expected = alone[bench["reference"]["model"]] / np.dot(point["path_fractions"],
+                                                               path_seconds)
         assert point["timed_ideal_speedup"] == pytest.approx(expected, rel=1e-6)
         for mode in ("masked", "bucketed"):
             stats = point["modes"][mode]
