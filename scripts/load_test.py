@@ -121,8 +121,8 @@ def build_network(config, args):
         params, stats = jax.device_put((state["params"], state["batch_stats"]),
                                        jax.devices()[0])
         images = []
-        for batch in data_lib.eval_batches(ds, "test", batch_size=256):
-            images.append(np.asarray(batch["image"])[np.asarray(batch["mask"])])
+        for rows in data_lib.real_images(ds, "test", batch_size=256):
+            images.append(rows)
             if sum(len(i) for i in images) >= args.pool:
                 break
         x, aux = np.concatenate(images)[:args.pool], None
@@ -130,10 +130,8 @@ def build_network(config, args):
         name = f"eenet(T={config.threshold})"
 
         def plan(segments):
-            val = [np.asarray(b["image"])[np.asarray(b["mask"])]
-                   for b in data_lib.eval_batches(ds, "val", batch_size=256)]
-            return masked_exit_fractions(segments, policy, np.concatenate(val),
-                                         batch_size=256)
+            return masked_exit_fractions(segments, policy,
+                                         data_lib.real_images(ds, "val", batch_size=256))
     segments, full = network_functions(graphdef, params, stats, model.num_exits)
     # Whole requests only: the pool is a multiple of the request size.
     keep = len(x) - len(x) % args.request_size

@@ -158,7 +158,9 @@ def test_hop_program_moves_a_batch_between_rings():
 def test_masked_exit_fractions_replay_the_assigned_exits(data):
     x, aux = data
     engine, _, _ = synthetic_engine(data)
-    fractions = masked_exit_fractions(engine.segments, SyntheticPolicy(), x, aux,
-                                      batch_size=BATCH)
+    batches = chunks(x, SPLITS["batches"], aux)
+    fractions = masked_exit_fractions(engine.segments, SyntheticPolicy(), batches)
     # Batch by batch with a partial last batch (1000 = 62 x 16 + 8), every row counted once.
     np.testing.assert_allclose(fractions, np.bincount(aux, minlength=NUM_EXITS) / len(aux))
+    with pytest.raises(ValueError, match="no examples to plan the stream from"):
+        masked_exit_fractions(engine.segments, SyntheticPolicy(), [])

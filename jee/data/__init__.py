@@ -37,12 +37,13 @@ Modules, each importing only those listed before it:
 - ``dataset``: the ``Dataset``, ``build(cfg)`` and ``carve_validation``.
 - ``augment``: the deterministic crop/flip and its hash bits.
 - ``examples``: one training or evaluation example per stream position.
-- ``pipeline``: ``train_batches``, ``eval_batches`` and ``steps_per_epoch``.
+- ``pipeline``: ``train_batches``, ``eval_batches`` (``real_images``: without the padding)
+  and ``steps_per_epoch``.
 """
 
 from jee.data.dataset import Dataset, build, carve_validation
 from jee.data.open_arrays import read_idx
-from jee.data.pipeline import eval_batches, steps_per_epoch, train_batches
+from jee.data.pipeline import eval_batches, real_images, steps_per_epoch, train_batches
 
 __all__ = [
     "Dataset",
@@ -50,6 +51,7 @@ __all__ = [
     "carve_validation",
     "eval_batches",
     "read_idx",
+    "real_images",
     "steps_per_epoch",
     "train_batches",
 ]

@@ -139,3 +139,10 @@ def eval_batches(ds: Dataset, split: str, *, batch_size: int, process_index: int
         .to_iter_dataset(_read_options())
     )
     return iter(pipeline)
+
+
+def real_images(ds: Dataset, split: str, *, batch_size: int) -> Iterator[np.ndarray]:
+    """The images of `split` in order, batch by batch as `eval_batches` reads them, without
+    the padding rows of the last batch (one process: inference on a single device)."""
+    for batch in eval_batches(ds, split, batch_size=batch_size):
+        yield np.asarray(batch["image"])[np.asarray(batch["mask"], bool)]

@@ -137,16 +137,13 @@ def _trained_network(config, options: BenchmarkOptions) -> _Setup:
 
     def dataset():
         # The real rows only: the padding of the last batch is no request to serve.
-        rows = [np.asarray(b["image"])[np.asarray(b["mask"], bool)]
-                for b in data_lib.eval_batches(ds, "test", batch_size=batch)]
+        rows = list(data_lib.real_images(ds, "test", batch_size=batch))
         return np.concatenate(rows), None, "test split"
 
     def plan_fractions(segments, policy):
         # Planned on validation, as the policies are chosen: the test split is only timed.
-        images = [np.asarray(b["image"])[np.asarray(b["mask"], bool)]
-                  for b in data_lib.eval_batches(ds, "val", batch_size=batch)]
-        return masked_exit_fractions(segments, policy, np.concatenate(images),
-                                     batch_size=batch)
+        return masked_exit_fractions(segments, policy,
+                                     data_lib.real_images(ds, "val", batch_size=batch))
     return _Setup(model, params, stats, x, None, policy, name, padding, dataset, plan_fractions)
 
 

@@ -21,7 +21,7 @@ segment on full batches at no overhead would take.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,22 +72,6 @@ def _check_costs(costs, num_exits: int) -> np.ndarray:
     return costs
 
 
-def time_calls(fn: Callable, args: tuple, repeats: int):
-    """(first output, first-call seconds, steady-state seconds [repeats], warm-up compiles,
-    compiles during the timed calls)."""
-    with CompileCounter() as warm:
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        first = time.perf_counter() - start
-    times = []
-    with CompileCounter() as steady:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times.append(time.perf_counter() - start)
-    return out, first, np.asarray(times), warm, steady
-
-
 def warm_up(fn: Callable, args: tuple) -> tuple:
     """``(output, seconds, compilations)`` of a first call, compilation included."""
     with CompileCounter() as compiles:
@@ -110,6 +94,14 @@ def time_rounds(calls: Sequence[tuple[Callable, tuple]], repeats: int
                 jax.block_until_ready(fn(*args))
                 times[r, i] = time.perf_counter() - start
     return times, [c.count for c in counters]
+
+
+def time_calls(fn: Callable, args: tuple, repeats: int):
+    """(first output, first-call seconds, steady-state seconds [repeats], warm-up compiles,
+    compiles during the timed calls)."""
+    out, first, warm = warm_up(fn, args)
+    times, steady = time_rounds([(fn, args)], repeats)
+    return out, first, times[:, 0], warm, steady[0]
 
 
 def _matches(result, reference) -> np.ndarray:
@@ -164,8 +156,8 @@ def run_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array], ja
             "ms_per_batch_median": 1e3 * median * batch / timed,
             "ms_per_batch_p90": 1e3 * p90 * batch / timed,
             "compile_s": max(0.0, first - median),
-            "compiles_at_warmup": warm.count,
-            "recompiles_after_warmup": steady.count,
+            "compiles_at_warmup": warm,
+            "recompiles_after_warmup": steady,
             "timed_examples": timed,
         }
         if mode == "masked":
@@ -256,16 +248,19 @@ def _each_chunk(engine: Callable, chunks: Sequence[tuple]) -> list:
     return [engine(x, a) for x, a in chunks]
 
 
-def masked_exit_fractions(segments: Sequence[Segment], policy: Policy, images, aux=None, *,
-                          batch_size: int) -> list[float]:
-    """The fraction of ``images`` (with optional ``aux``) leaving at each exit in the masked
-    mode, run batch by batch: what a stream's spans are planned from, on data it will not be
-    scored on (e.g. validation)."""
-    batches, counts = arrival_chunks(np.asarray(images), aux, batch_size, on_device=True,
-                                     pad=False)
-    exits = unpad([o[0] for o in _each_chunk(MaskedEngine(segments, policy), batches)],
-                  counts)
-    return (np.bincount(exits, minlength=len(segments)) / exits.size).tolist()
+def masked_exit_fractions(segments: Sequence[Segment], policy: Policy,
+                          batches: Iterable) -> list[float]:
+    """The fraction of the examples in ``batches`` (arrays, or ``(x, aux)`` pairs) leaving at
+    each exit in the masked mode: what a stream's spans are planned from, on data it will not
+    be scored on (e.g. validation). Batch by batch, so a split never sits in memory whole."""
+    engine, counts = MaskedEngine(segments, policy), np.zeros(len(segments), np.int64)
+    for item in batches:
+        x, aux = item if isinstance(item, tuple) else (item, None)
+        exits = np.asarray(engine(x, aux)[0])
+        counts += np.bincount(exits, minlength=len(segments))
+    if not counts.sum():
+        raise ValueError("no examples to plan the stream from (an empty split?)")
+    return (counts / counts.sum()).tolist()
 
 
 def _streamed(engine: StreamEngine, chunks: Sequence[tuple], num_examples: int):
@@ -341,7 +336,8 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     bucketed = BucketedEngine(segments, policy, ladder=ladder)
     spans = None if plan_fractions is None else plan_spans(plan_fractions, segment_s, hop_s)
     stream = StreamEngine(segments, policy, batch_size=batch, spans=spans)
-    # (mode, pass function, its arguments, arrival size, real rows per chunk or the stream).
+    # (mode, pass function, its arguments (a stream's engine first), arrival size, real rows
+    # per chunk of the modes whose outputs are per chunk).
     runs = [("full", _each_chunk, (lambda x, a: full(x), batches), batch, None)]
     for size in dict.fromkeys(int(a) for a in arrival_sizes):
         if size == batch:
@@ -350,16 +346,15 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
             chunks, sizes = arrival_chunks(images, aux, size, on_device=False)
             suffix = f"@{size}"
         runs.append(("bucketed" + suffix, _each_chunk, (bucketed, chunks), size, sizes))
-        runs.append(("stream" + suffix, _streamed, (stream, chunks, n), size, stream))
+        runs.append(("stream" + suffix, _streamed, (stream, chunks, n), size, None))
         if size == batch and len(stream.spans) < len(segments):
             per_segment = StreamEngine(segments, policy, batch_size=batch)
-            runs.append(("stream_per_segment", _streamed, (per_segment, chunks, n), size,
-                         per_segment))
+            runs.append(("stream_per_segment", _streamed, (per_segment, chunks, n), size, None))
     # Warm-ups one after another (the first compiles what later ones reuse), then the timed
     # passes round-robin.
     warm, extra = [], {}
-    for mode, fn, args, _, rows in runs:
-        engine = rows if isinstance(rows, StreamEngine) else None
+    for mode, fn, args, _, _ in runs:
+        engine = args[0] if fn is _streamed else None
         before = None if engine is None else (engine.batches_run.copy(),
                                               engine.partial_batches.copy())
         warm.append(warm_up(fn, args))
@@ -371,13 +366,13 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
                 partial_sizes=list(engine.sizes))
     times, recompiles = time_rounds([(fn, args) for _, fn, args, _, _ in runs], repeats)
     modes, checked, agreed = {}, 0, 0
-    for i, (mode, _, _, size, rows) in enumerate(runs):
+    for i, (mode, fn, _, size, rows) in enumerate(runs):
         out, first, compiles = warm[i]
         stats = modes[mode] = _pass_stats(first, compiles, times[:, i], recompiles[i], n, size)
         stats.update(extra.get(mode, {}))
         if mode == "full":
             continue
-        if not isinstance(rows, StreamEngine):
+        if fn is not _streamed:
             out = tuple(unpad([o[j] for o in out], rows) for j in range(2))
         ok = _matches(out, reference)
         stats["agreement"] = float(ok.mean())
