@@ -90,9 +90,11 @@ NOTES = [
     "device, 'stream@8' chunks of 8 from the host; speedup is full's pass time (batch by "
     "batch at B) over the mode's. ideal_by_time = full_seconds_at_batch / "
     "ideal_seconds_per_batch, ideal_seconds_per_batch = sum_k reach_fractions[k] * "
-    "segment_seconds_at_batch[k]; efficiency_by_time = speedup / ideal_by_time. stream_spans: "
-    "segments per queue, planned from the synthetic policy's fractions and the segment and "
-    "hop times measured in the item (jee/infer/stream_plan.py).",
+    "segment_seconds_at_batch[k], single calls of the backbone and of each segment at B, "
+    "made calls_per_round times in every round of the passes (median over rounds of their "
+    "mean); efficiency_by_time = speedup / ideal_by_time. stream_spans: segments per queue, "
+    "planned from the synthetic policy's fractions and the segment and hop times measured "
+    "before the passes (plan_segment_seconds, plan_hop_seconds; jee/infer/stream_plan.py).",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -556,12 +558,18 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     import jax
     import numpy as np
 
-    from jee.infer.benchmark import segment_times
     from jee.infer.compiles import CompileCounter
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
     from jee.infer.stream_plan import plan_spans
     from jee.infer.synthetic import synthetic_exits
+    from jee.infer.timing import (
+        CALLS_PER_ROUND,
+        median_times,
+        repeated,
+        single_calls,
+        split_times,
+    )
 
     n = s.dataset_batches * batch
     rng = np.random.default_rng(1)
@@ -583,8 +591,8 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     reach = [float(np.mean(ref_exit >= k)) for k in range(num_segments)]
     exit_fractions = (np.bincount(ref_exit, minlength=num_segments) / n).tolist()
     ideal = 1.0 / float(np.dot(exit_fractions, net.costs))
-    full_s, segment_s, hop_s = segment_times(net.segments, net.full, batches[0][0], s.repeats)
-    ideal_s, by_time = ideal_by_time(full_s, segment_s, reach)
+    calls, num_segments = single_calls(net.segments, net.full, batches[0][0])
+    _, plan_segment_s, plan_hop_s = median_times(calls, num_segments, s.repeats)
 
     full = jax.jit(net.full)
 
@@ -593,7 +601,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
 
     # Planned, as evaluate.py --benchmark plans it, from the fractions the synthetic policy
     # draws its exits from.
-    spans = plan_spans(net.fractions, segment_s, hop_s)
+    spans = plan_spans(net.fractions, plan_segment_s, plan_hop_s)
     engine = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans)
 
     def stream_pass(chunks):
@@ -616,14 +624,24 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
             stats[name]["batches_per_pass"] = (engine.batches_run - before[0]).tolist()
             stats[name]["partial_batches_per_pass"] = (
                 engine.partial_batches - before[1]).tolist()
+    # The single calls the ideal is made of join every round, drifting with the passes.
+    call_times = [[] for _ in calls]
+    for i, call in enumerate(calls):
+        passes[f"call {i}"] = repeated(call, CALLS_PER_ROUND)
     # Passes interleaved, so the comparison is taken under the same machine conditions.
     for _ in range(max(1, s.stream_repeats)):
         for name, run in passes.items():
             with CompileCounter() as steady:
                 start = time.perf_counter()
                 run()
-                stats[name]["times"].append(time.perf_counter() - start)
+                took = time.perf_counter() - start
+            if name.startswith("call "):
+                call_times[int(name[5:])].append(took / CALLS_PER_ROUND)
+                continue
+            stats[name]["times"].append(took)
             stats[name]["recompiles_after_warmup"] += steady.count
+    full_s, segment_s, hop_s = split_times(np.median(call_times, axis=1), num_segments)
+    ideal_s, by_time = ideal_by_time(full_s, segment_s, reach)
 
     modes, agreements = {}, []
     full_pass_s = float(np.median(stats["full"]["times"]))
@@ -655,7 +673,10 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         "segment_seconds_at_batch": segment_s,
         "segments_sum_seconds": float(sum(segment_s)),
         "hop_seconds_at_batch": hop_s,
+        "calls_per_round": CALLS_PER_ROUND,
         "plan_fractions": [float(f) for f in net.fractions],
+        "plan_segment_seconds": plan_segment_s,
+        "plan_hop_seconds": plan_hop_s,
         "stream_spans": list(spans),
         "ideal_seconds_per_batch": ideal_s,
         "ideal_by_time": by_time,

@@ -29,6 +29,7 @@ TIMING = {"images_per_s", "ms_per_batch_median", "ms_per_batch_p90", "compile_s"
           "timed_ideal_speedup", "seconds_per_pass_alone", "ideal_by_time",
           "full_seconds_at_batch", "segment_seconds_at_batch", "efficiency_by_time",
           "reference_seconds_per_pass", "model_seconds_per_pass", "hop_seconds_at_batch",
+          "plan_segment_seconds", "plan_hop_seconds",
           # A stream's plan is chosen from measured times, and its batch counts follow it
           # (a planned stream that merges segments also adds a `stream_per_segment` mode).
           "stream_spans", "spans", "batches_per_pass", "partial_batches_per_pass"}

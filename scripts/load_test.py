@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jee import data as data_lib  # noqa: E402
 from jee.config import load_config  # noqa: E402
-from jee.infer.benchmark import masked_exit_fractions, segment_times  # noqa: E402
+from jee.infer.benchmark import masked_exit_fractions  # noqa: E402
 from jee.infer.bucketed import BucketedEngine  # noqa: E402
 from jee.infer.compiles import CompileCounter  # noqa: E402
 from jee.infer.masked import MaskedEngine  # noqa: E402
@@ -58,6 +58,7 @@ from jee.infer.server import PerRequestServer, Server, full_network  # noqa: E40
 from jee.infer.stream import StreamEngine  # noqa: E402
 from jee.infer.stream_plan import plan_spans  # noqa: E402
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits  # noqa: E402
+from jee.infer.timing import segment_times  # noqa: E402
 from jee.models import split  # noqa: E402
 from jee.policy.thresholds import eenet_policy  # noqa: E402
 from jee.runs import model_for_config, network_functions, restore_trained  # noqa: E402

@@ -1,5 +1,5 @@
 """Network selection end to end: three digits models trained briefly, then evaluate.py's
-cascade report, describe and benchmark."""
+cascade report and describe (its benchmark: tests/test_stream_bench.py)."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 from jee.checkpoint import CheckpointError
 from jee.config import load_config
 from jee.evaluation import commands
-from jee.evaluation.options import BenchmarkOptions, DescribeOptions, ReportOptions
+from jee.evaluation.options import DescribeOptions, ReportOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "digits_cascade.py")
@@ -53,28 +53,6 @@ def test_cascade_report(digits_cascade):
     for name in ("report.csv", "budgets.json", "report_full.json", "accuracy_vs_cost.png",
                  "path_histograms.png"):
         assert (root / "eval" / name).stat().st_size > 0
-
-
-def test_cascade_benchmark_matches_the_offline_policy(digits_cascade):
-    config, root = digits_cascade
-    commands.run(config, BenchmarkOptions(batch_size=128, repeats=2, ladder="pow2"))
-    bench = json.loads((root / "eval" / "benchmark.json").read_text())
-    assert bench["reference"]["recompiles_after_warmup"] == 0
-    assert bench["points"], "no operating point was feasible"
-    for point in bench["points"]:
-        # The ideal by time from every model's passes timed among this point's modes.
-        alone = point["model_seconds_per_pass"]
-        assert set(alone) == set(bench["seconds_per_pass_alone"])
-        path_seconds = [sum(alone[m] for m in p["models"]) for p in bench["paths"]]
-        expected = alone[bench["reference"]["model"]] / np.dot(point["path_fractions"],
-                                                               path_seconds)
-        assert point["timed_ideal_speedup"] == pytest.approx(expected, rel=1e-6)
-        for mode in ("masked", "bucketed"):
-            stats = point["modes"][mode]
-            assert stats["agreement"] == 1.0
-            assert stats["recompiles_after_warmup"] == 0
-            # float32 mean against an exact one; an example is 1/359 of the accuracy.
-            assert stats["accuracy"] == pytest.approx(point["test_accuracy"], abs=1e-6)
 
 
 def test_cascade_describe_and_missing_member(digits_cascade, tmp_path, capsys):

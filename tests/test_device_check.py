@@ -118,7 +118,8 @@ def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
                 assert len(m["batches_per_pass"]) == len(entry["stream_spans"]), name
                 assert m["partial_batches_per_pass"][0] == 0, name
         assert tuple(entry["stream_spans"]) == plan_spans(
-            entry["plan_fractions"], seconds, entry["hop_seconds_at_batch"])
+            entry["plan_fractions"], entry["plan_segment_seconds"], entry["plan_hop_seconds"])
+        assert len(entry["hop_seconds_at_batch"]) == len(seconds) - 1
 
 
 def test_train_step_mfu_from_xla_flops(check):

@@ -94,7 +94,7 @@ def test_stream_benchmark_with_checkpoint_plans_on_validation(trained):
     np.testing.assert_allclose(d["plan_fractions"],
                                np.bincount(exits, minlength=model.num_exits) / len(exits))
     assert tuple(d["stream_spans"]) == plan_spans(
-        d["plan_fractions"], d["segment_seconds_at_batch"], d["hop_seconds_at_batch"])
+        d["plan_fractions"], d["plan_segment_seconds"], d["plan_hop_seconds"])
 
 
 def test_benchmark_random_init_hits_the_target_cost(tmp_path):

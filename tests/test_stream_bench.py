@@ -51,8 +51,9 @@ def test_network_dataset_section(tmp_path):
     np.testing.assert_allclose(d["plan_fractions"], fractions_for_cost(
         bench["relative_costs"], 0.5), atol=1e-12)
     spans = d["stream_spans"]
-    assert tuple(spans) == plan_spans(d["plan_fractions"], d["segment_seconds_at_batch"],
-                                      d["hop_seconds_at_batch"])
+    assert tuple(spans) == plan_spans(d["plan_fractions"], d["plan_segment_seconds"],
+                                      d["plan_hop_seconds"])
+    assert len(d["plan_segment_seconds"]) == len(fractions)
     planned = len(spans) < len(fractions)
     assert set(d["modes"]) == ({"full", "bucketed", "stream", "bucketed@8", "stream@8"}
                                | ({"stream_per_segment"} if planned else set()))
@@ -102,6 +103,7 @@ def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
     commands.run(config, BenchmarkOptions(batch_size=batch, repeats=1, ladder="pow2",
                                           modes=["stream"]))
     bench = json.loads((root / "eval" / "benchmark.json").read_text())
+    assert bench["reference"]["recompiles_after_warmup"] == 0
     assert bench["points"], "no operating point was feasible"
     n = bench["num_examples"]
     models = bench["models"]
@@ -110,6 +112,7 @@ def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
         assert set(modes) == {"masked", "bucketed", "stream", "bucketed@8", "stream@8"}
         # The ideal by time from the models' passes timed among this point's modes.
         alone = point["model_seconds_per_pass"]
+        assert set(alone) == set(bench["seconds_per_pass_alone"]) == set(models)
         path_s = [sum(alone[name] for name in path["models"]) for path in bench["paths"]]
         assert point["reference_seconds_per_pass"] == alone[bench["reference"]["model"]]
         assert point["timed_ideal_speedup"] == pytest.approx(

@@ -14,6 +14,7 @@ from jee.infer.server import Server
 from jee.infer.stream import StreamEngine
 from jee.infer.stream_plan import check_spans, hop_program, plan_spans, span_starts
 from jee.infer.synthetic import SyntheticPolicy
+from jee.infer.timing import repeated, single_calls
 from tests.test_infer import NEAR, THRESHOLD, ThresholdPolicy, conv_segments
 from tests.test_infer_stream import (
     BATCH,
@@ -164,3 +165,15 @@ def test_masked_exit_fractions_replay_the_assigned_exits(data):
     np.testing.assert_allclose(fractions, np.bincount(aux, minlength=NUM_EXITS) / len(aux))
     with pytest.raises(ValueError, match="no examples to plan the stream from"):
         masked_exit_fractions(engine.segments, SyntheticPolicy(), [])
+
+
+def test_single_calls_cover_backbone_segments_and_hops(data):
+    x, _ = data
+    engine, _, _ = synthetic_engine(data)
+    calls, num_segments = single_calls(engine.segments, lambda h: h.sum(), x[:BATCH])
+    # The backbone, each segment, each boundary's hop; each call runs and returns nothing.
+    assert num_segments == NUM_EXITS and len(calls) == 2 * NUM_EXITS
+    assert all(call() is None for call in calls)
+    made = []
+    repeated(lambda: made.append(1), 3)()
+    assert made == [1, 1, 1]

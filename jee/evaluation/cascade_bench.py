@@ -39,9 +39,10 @@ from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
 from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
-from jee.infer.benchmark import arrival_chunks, time_rounds, unpad, warm_up
+from jee.infer.benchmark import arrival_chunks, unpad
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
 from jee.infer.stream_cascade import StreamCascadeEngine
+from jee.infer.timing import time_rounds, warm_up
 from jee.outputs import is_writer, write_json
 from jee.runs import backbone_function
 

@@ -67,8 +67,10 @@ def _print_dataset(d: dict) -> None:
     print(f"stream: segments per queue {d['stream_spans']}, "
           + ("one per segment" if plan is None else
              f"planned from exit fractions {np.round(plan, 3).tolist()}")
-          + f" and hops of {np.round(np.multiply(d['hop_seconds_at_batch'], 1e3), 2).tolist()}"
-          " ms")
+          + (f" and the segments and hops (ms) timed before the passes: "
+             f"{np.round(np.multiply(d['plan_segment_seconds'], 1e3), 2).tolist()}, "
+             f"{np.round(np.multiply(d['plan_hop_seconds'], 1e3), 2).tolist()}"
+             if plan is not None else ""))
     print(f"{'mode':>12} {'arrival':>7} {'ms/pass':>9} {'images/s':>9} {'speedup':>8} "
           f"{'effic.':>7} {'by time':>7} {'agree':>6} {'recompiles':>10}")
     for mode, s in d["modes"].items():

@@ -20,7 +20,6 @@ segment on full batches at no overhead would take.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
@@ -28,14 +27,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.infer.bucketed import BucketedEngine
-from jee.infer.compiles import CompileCounter
 from jee.infer.eager import EagerEngine, PerExampleEngine
 from jee.infer.host import HostEngine
 from jee.infer.interface import Policy, Segment, check_segments
 from jee.infer.ladder import Ladder
 from jee.infer.masked import MaskedEngine
 from jee.infer.stream import StreamEngine
-from jee.infer.stream_plan import hop_program, plan_spans
+from jee.infer.stream_plan import plan_spans
+from jee.infer.timing import (
+    CALLS_PER_ROUND,
+    median_times,
+    repeated,
+    single_calls,
+    split_times,
+    time_calls,
+    time_rounds,
+    warm_up,
+)
 
 # Modes run one example at a time: timed on a subset, reported per image.
 PER_EXAMPLE_MODES = ("per_example", "eager")
@@ -44,7 +52,6 @@ DATASET_MODES = ("stream",)
 MODES = ("full", "masked", "bucketed", "bucketed_rows", "host", *PER_EXAMPLE_MODES,
          *DATASET_MODES)
 DEFAULT_MODES = ("full", "masked", "bucketed", "host", *PER_EXAMPLE_MODES)
-MIN_SEGMENT_ROUNDS = 7
 
 
 def make_engine(mode: str, segments: Sequence[Segment], policy: Policy, *,
@@ -70,38 +77,6 @@ def _check_costs(costs, num_exits: int) -> np.ndarray:
     if costs.shape != (num_exits,):
         raise ValueError(f"need one cost per exit ({num_exits}), got {costs.shape}")
     return costs
-
-
-def warm_up(fn: Callable, args: tuple) -> tuple:
-    """``(output, seconds, compilations)`` of a first call, compilation included."""
-    with CompileCounter() as compiles:
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        first = time.perf_counter() - start
-    return out, first, compiles.count
-
-
-def time_rounds(calls: Sequence[tuple[Callable, tuple]], repeats: int
-                ) -> tuple[np.ndarray, list[int]]:
-    """``(seconds [repeats, len(calls)], compilations per call)``: every call once per round,
-    round after round, so that a shared machine's drift hits them alike."""
-    times = np.zeros((repeats, len(calls)))
-    counters = [CompileCounter() for _ in calls]
-    for r in range(repeats):
-        for i, ((fn, args), counter) in enumerate(zip(calls, counters, strict=True)):
-            with counter:
-                start = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times[r, i] = time.perf_counter() - start
-    return times, [c.count for c in counters]
-
-
-def time_calls(fn: Callable, args: tuple, repeats: int):
-    """(first output, first-call seconds, steady-state seconds [repeats], warm-up compiles,
-    compiles during the timed calls)."""
-    out, first, warm = warm_up(fn, args)
-    times, steady = time_rounds([(fn, args)], repeats)
-    return out, first, times[:, 0], warm, steady[0]
 
 
 def _matches(result, reference) -> np.ndarray:
@@ -209,41 +184,6 @@ def unpad(outputs: Sequence, counts: Sequence[int]) -> np.ndarray:
     return np.concatenate([np.asarray(o)[:n] for o, n in zip(outputs, counts, strict=True)])
 
 
-def segment_times(segments: Sequence[Segment], full_fn: Callable, x: jax.Array,
-                  repeats: int) -> tuple[float, list[float], list[float]]:
-    """Median seconds of the plain backbone on ``x``, of each segment alone at ``x``'s batch
-    size, segment k fed the features segments 0..k-1 compute from ``x`` (real intermediate
-    features, whoever exits), and of each hop between segments (a batch of those features
-    moved through a queue, :func:`~jee.infer.stream_plan.hop_program`).
-
-    The calls are timed round-robin, so the drift of a shared machine hits them alike, over
-    at least ``MIN_SEGMENT_ROUNDS`` rounds: one call is cheap next to a pass, and the median of
-    a few calls moved the ideal by time by a third on the 2-core CPU.
-    """
-    full = jax.jit(full_fn)
-    calls, hops, h = [(full, x)], [], x
-    jax.block_until_ready(full(x))  # compiled before any timing
-    for k, segment in enumerate(segments):
-        fn = jax.jit(segment)
-        calls.append((fn, h))
-        h = jax.block_until_ready(fn(h))[0]
-        if k + 1 < len(segments):
-            program, *rings = hop_program(jax.ShapeDtypeStruct(h.shape, h.dtype))
-            hops.append([program, jax.block_until_ready(program(*rings))])
-    times = np.zeros((max(MIN_SEGMENT_ROUNDS, repeats), len(calls) + len(hops)))
-    for r in range(times.shape[0]):
-        for i, (fn, arg) in enumerate(calls):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(arg))
-            times[r, i] = time.perf_counter() - start
-        for i, hop in enumerate(hops, len(calls)):
-            start = time.perf_counter()
-            hop[1] = jax.block_until_ready(hop[0](*hop[1]))  # it donates its rings
-            times[r, i] = time.perf_counter() - start
-    median = np.median(times, axis=0).tolist()
-    return median[0], median[1:len(calls)], median[len(calls):]
-
-
 def _each_chunk(engine: Callable, chunks: Sequence[tuple]) -> list:
     return [engine(x, a) for x, a in chunks]
 
@@ -297,16 +237,20 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     and the partial ones among them, per queue, and the sizes partial batches run at.
 
     ``plan_fractions [E]``: the exit fractions (of data not timed here, e.g. validation) the
-    stream's spans are planned from (:func:`~jee.infer.stream_plan.plan_spans`, with the
-    segment and hop times measured here); without them, or when the plan keeps one segment
-    per queue, every segment has its own queue. Otherwise ``stream_per_segment`` times the
-    unplanned stream too, at arrival size B, for comparison.
+    stream's spans are planned from (:func:`~jee.infer.stream_plan.plan_spans`, with segment
+    and hop times measured before the passes, recorded as ``plan_segment_seconds`` and
+    ``plan_hop_seconds``); without them, or when the plan keeps one segment per queue, every
+    segment has its own queue. Otherwise ``stream_per_segment`` times the unplanned stream
+    too, at arrival size B, for comparison.
 
     Top level: ``ideal_speedup`` (``1 / mean(costs[exit])``), ``ideal_by_time``
     (``full_seconds_at_batch / sum_k reach_fractions[k] * segment_seconds_at_batch[k]``,
-    all measured at batch B by :func:`segment_times`), ``exit_fractions``,
-    ``reach_fractions`` (examples reaching each segment), ``hop_seconds_at_batch``,
-    ``stream_spans`` (segments per queue) and ``agreement`` over every checked mode.
+    the :func:`~jee.infer.timing.single_calls` at batch B, each made ``CALLS_PER_ROUND``
+    times in every round of the passes: the median over rounds of their mean),
+    ``exit_fractions``,
+    ``reach_fractions`` (examples reaching each segment), ``hop_seconds_at_batch`` (timed
+    likewise), ``stream_spans`` (segments per queue) and ``agreement`` over every checked
+    mode.
     """
     segments = check_segments(segments)
     costs = _check_costs(costs, len(segments))
@@ -327,14 +271,15 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     if first.shape[0] < batch:
         first = jnp.concatenate([first, jnp.zeros((batch - first.shape[0], *first.shape[1:]),
                                                   first.dtype)])
-    full_s, segment_s, hop_s = segment_times(segments, full_fn, first, repeats)
-    reach = [float(np.mean(ref_exit >= k)) for k in range(len(segments))]
-    ideal = 1.0 / float(costs[ref_exit].mean())
-    ideal_by_time = full_s / float(np.dot(reach, segment_s))
+    calls, num_segments = single_calls(segments, full_fn, first)
+    spans = plan_segment_s = plan_hop_s = None
+    if plan_fractions is not None:
+        # The plan must exist before the stream's passes: from calls timed ahead of them.
+        _, plan_segment_s, plan_hop_s = median_times(calls, num_segments, repeats)
+        spans = plan_spans(plan_fractions, plan_segment_s, plan_hop_s)
 
     full = jax.jit(full_fn)
     bucketed = BucketedEngine(segments, policy, ladder=ladder)
-    spans = None if plan_fractions is None else plan_spans(plan_fractions, segment_s, hop_s)
     stream = StreamEngine(segments, policy, batch_size=batch, spans=spans)
     # (mode, pass function, its arguments (a stream's engine first), arrival size, real rows
     # per chunk of the modes whose outputs are per chunk).
@@ -364,7 +309,16 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
                 batches_per_pass=(engine.batches_run - before[0]).tolist(),
                 partial_batches_per_pass=(engine.partial_batches - before[1]).tolist(),
                 partial_sizes=list(engine.sizes))
-    times, recompiles = time_rounds([(fn, args) for _, fn, args, _, _ in runs], repeats)
+    # The single calls the ideal by time is made of join every round: drift between the
+    # passes and a separate timing of the calls would count as the engines' (in)efficiency.
+    times, recompiles = time_rounds(
+        [(fn, args) for _, fn, args, _, _ in runs]
+        + [(repeated(call, CALLS_PER_ROUND), ()) for call in calls], repeats)
+    full_s, segment_s, hop_s = split_times(
+        np.median(times[:, len(runs):], axis=0) / CALLS_PER_ROUND, num_segments)
+    reach = [float(np.mean(ref_exit >= k)) for k in range(len(segments))]
+    ideal = 1.0 / float(costs[ref_exit].mean())
+    ideal_by_time = full_s / float(np.dot(reach, segment_s))
     modes, checked, agreed = {}, 0, 0
     for i, (mode, fn, _, size, rows) in enumerate(runs):
         out, first, compiles = warm[i]
@@ -386,6 +340,7 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
             "full_seconds_at_batch": full_s, "segment_seconds_at_batch": segment_s,
             "hop_seconds_at_batch": hop_s, "stream_spans": list(stream.spans),
             "plan_fractions": None if plan_fractions is None else list(plan_fractions),
+            "plan_segment_seconds": plan_segment_s, "plan_hop_seconds": plan_hop_s,
             "exit_fractions": (np.bincount(ref_exit, minlength=len(segments)) / n).tolist(),
             "reach_fractions": reach, "agreement": agreed / checked if checked else 1.0,
             "modes": modes}

@@ -10,7 +10,7 @@ whole network. A plan is ``spans``: how many consecutive segments each queue's s
 :func:`plan_spans` picks the plan of least expected time from the fraction of examples
 leaving at each exit (measured on data the benchmark does not score, e.g. validation) and the
 time of each segment and of each hop at the batch size (:func:`hop_program`, timed by
-:func:`jee.infer.benchmark.segment_times`): a span starting at segment s runs every row that
+:func:`jee.infer.timing.segment_times`): a span starting at segment s runs every row that
 reaches s through all of its segments, plus one hop at its end.
 """
 
