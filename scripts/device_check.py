@@ -94,7 +94,9 @@ NOTES = [
     "made calls_per_round times in every round of the passes (median over rounds of their "
     "mean); efficiency_by_time = speedup / ideal_by_time. stream_spans: segments per queue, "
     "planned from the synthetic policy's fractions and the segment and hop times measured "
-    "before the passes (plan_segment_seconds, plan_hop_seconds; jee/infer/stream_plan.py).",
+    "before the passes (plan_segment_seconds, plan_hop_seconds; jee/infer/stream_plan.py). "
+    "reads_per_pass: queue lengths read back; drains_per_pass: reads of the last program "
+    "dispatched, nothing queued behind it (the device may idle until the next dispatch).",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -558,6 +560,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     import jax
     import numpy as np
 
+    from jee.infer.benchmark import stream_counts
     from jee.infer.compiles import CompileCounter
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
@@ -613,7 +616,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         passes[name] = (lambda c=chunks: stream_pass(c))
     stats, outputs = {}, {}
     for name, run in passes.items():
-        before = engine.batches_run.copy(), engine.partial_batches.copy()
+        before = stream_counts(engine)
         with CompileCounter() as warm:
             start = time.perf_counter()
             outputs[name] = run()
@@ -621,9 +624,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         stats[name] = {"first_pass_s": first, "compiles_at_warmup": warm.count,
                        "times": [], "recompiles_after_warmup": 0}
         if name != "full":
-            stats[name]["batches_per_pass"] = (engine.batches_run - before[0]).tolist()
-            stats[name]["partial_batches_per_pass"] = (
-                engine.partial_batches - before[1]).tolist()
+            stats[name].update(stream_counts(engine, since=before))
     # The single calls the ideal is made of join every round, drifting with the passes.
     call_times = [[] for _ in calls]
     for i, call in enumerate(calls):

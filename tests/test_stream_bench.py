@@ -92,6 +92,7 @@ def test_network_dataset_section(tmp_path):
         np.testing.assert_array_equal(stats["partial_batches_per_pass"],
                                       queue_rows % BATCH > 0)
         assert stats["partial_sizes"] == [8, BATCH]  # BATCH / 4 = 8, then below 8
+        assert 0 <= stats["drains_per_pass"] <= stats["reads_per_pass"]
     # Arriving in chunks of 8 changes nothing the stream compiles.
     assert d["modes"]["stream"]["compiles_at_warmup"] > 0
     assert d["modes"]["stream@8"]["compiles_at_warmup"] == 0
@@ -136,3 +137,4 @@ def test_cascade_stream_modes_match_the_offline_policy(digits_cascade):
             np.testing.assert_array_equal(modes[mode]["partial_batches_per_pass"],
                                           visits % batch > 0)
             assert modes[mode]["partial_sizes"] == [8, 32, batch]
+            assert 0 <= modes[mode]["drains_per_pass"] <= modes[mode]["reads_per_pass"]

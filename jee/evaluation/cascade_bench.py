@@ -39,7 +39,7 @@ from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
 from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
-from jee.infer.benchmark import arrival_chunks, unpad
+from jee.infer.benchmark import arrival_chunks, stream_counts, unpad
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
 from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.infer.timing import time_rounds, warm_up
@@ -163,15 +163,11 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
         warm, extra = [], {}
         for mode, engine, run_pass, chunks, _, _ in runs:
             streamed = run_pass is _streamed
-            before = (engine.batches_run.copy(), engine.partial_batches.copy()) if streamed \
-                else None
+            before = stream_counts(engine) if streamed else None
             args = (engine, chunks, len(labels)) if streamed else (engine, chunks)
             warm.append((args, *warm_up(run_pass, args)))
             if streamed:
-                extra[mode] = {
-                    "batches_per_pass": (engine.batches_run - before[0]).tolist(),
-                    "partial_batches_per_pass": (engine.partial_batches - before[1]).tolist(),
-                    "partial_sizes": list(engine.sizes)}
+                extra[mode] = stream_counts(engine, since=before)
         # Every model alone again, its passes taken in turn with the modes': the speed-ups
         # and the ideal by time are ratios of passes timed under the same conditions (the
         # reference's passes took 13% less time among one point's modes than among the

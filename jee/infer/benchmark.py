@@ -208,6 +208,18 @@ def _streamed(engine: StreamEngine, chunks: Sequence[tuple], num_examples: int):
     return engine.run(iter(chunks), num_examples=num_examples)
 
 
+def stream_counts(engine, since: dict | None = None) -> dict:
+    """A streaming engine's steps per queue, partial ones among them, reads of the queue
+    lengths and drains (reads with no program queued behind), since the counts ``since``;
+    with the partial sizes it may run at."""
+    counts = {"batches_per_pass": engine.batches_run.tolist(),
+              "partial_batches_per_pass": engine.partial_batches.tolist(),
+              "reads_per_pass": engine.reads, "drains_per_pass": engine.drains}
+    if since is not None:
+        counts = {k: (np.subtract(v, since[k]).tolist()) for k, v in counts.items()}
+    return {**counts, "partial_sizes": list(engine.sizes)}
+
+
 def _pass_stats(first: float, warm: int, times: np.ndarray, steady: int, num_examples: int,
                 size: int) -> dict:
     median = float(np.median(times))
@@ -300,15 +312,11 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     warm, extra = [], {}
     for mode, fn, args, _, _ in runs:
         engine = args[0] if fn is _streamed else None
-        before = None if engine is None else (engine.batches_run.copy(),
-                                              engine.partial_batches.copy())
+        before = None if engine is None else stream_counts(engine)
         warm.append(warm_up(fn, args))
         if engine is not None:
-            extra[mode] = dict(
-                spans=list(engine.spans),
-                batches_per_pass=(engine.batches_run - before[0]).tolist(),
-                partial_batches_per_pass=(engine.partial_batches - before[1]).tolist(),
-                partial_sizes=list(engine.sizes))
+            extra[mode] = dict(spans=list(engine.spans),
+                               **stream_counts(engine, since=before))
     # The single calls the ideal by time is made of join every round: drift between the
     # passes and a separate timing of the calls would count as the engines' (in)efficiency.
     times, recompiles = time_rounds(

@@ -2,7 +2,7 @@
 
 The bucketed engine re-batches the survivors of one input batch, so late segments run on the
 few rows that reach them. Here each queue (a segment, a span of segments, or a cascade's
-model) owns a device-resident ring (a static ``capacity`` rows, default ``2 * batch_size``)
+model) owns a device-resident ring (a static ``capacity`` rows, default ``3 * batch_size``)
 holding the rows waiting for it: their features (the inputs for queue 0), their ids (arrival
 order) and their ``aux``. A step runs one queue's program on exactly ``batch_size`` rows taken
 from the head of its queue, with one compiled program per queue (and partial size); the rows
@@ -15,9 +15,11 @@ program, so the input is not copied through queue 0's buffer. Every program is c
 the first input of a kind is pushed, whichever path the stream takes later.
 
 The host decides what runs next with a scheduler (:mod:`jee.infer.stream_sched`) that sees
-only the queue lengths; after a step that appended survivors it reads the new lengths back (one
-int32 vector), the only device-to-host transfer before the results. Features never leave the
-device; emitted pages stay there until a run (or a server) collects them.
+only bounds on the queue lengths (:mod:`jee.infer.stream_lengths`): a step is dispatched
+without waiting for the one before, and the lengths (one int32 vector) are read back only
+when a choice depends on rows a step still running may have appended, the only
+device-to-host transfer before the results. Features never leave the device; emitted pages
+stay there until a run (or a server) collects them.
 
 The engines: :class:`~jee.infer.stream.StreamEngine` (an early-exit network) and
 :class:`~jee.infer.stream_cascade.StreamCascadeEngine` (a cascade of models). For a server:
@@ -36,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jee.infer.stream_lengths import LengthBounds
 from jee.infer.stream_sched import (
     FEED,
     Backlog,
@@ -43,7 +46,9 @@ from jee.infer.stream_sched import (
     QueueView,
     Scheduler,
     Specs,
+    Uncertain,
     assemble,
+    choose,
     deepest_full_first,
     fitting_size,
     partial_sizes,
@@ -73,7 +78,10 @@ class StreamDriver:
                  scheduler: Scheduler | None, sizes: Sequence[int] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        capacity = 2 * batch_size if capacity is None else int(capacity)
+        # The third batch of room lets the host queue a step before it reads back how many
+        # rows the one before appended (see stream_lengths); 2 * batch_size saves memory
+        # and reads the lengths after nearly every step.
+        capacity = 3 * batch_size if capacity is None else int(capacity)
         if capacity < 2 * batch_size:
             # Below this a full queue can find its destination too full to take a batch
             # while that destination holds less than a batch: nothing could run.
@@ -90,14 +98,16 @@ class StreamDriver:
         self._input = None  # (example spec [batch, ...], with_aux) the state was built for
         self._state = None  # (queues, heads [Q], lengths [Q]) on device
         self._empty = dict(self.NO_VALUES)  # per-row shapes of the values, for empty results
-        self._lengths = np.zeros(num_queues, np.int64)  # host copy, exact after every step
+        # Bounds on the device's queue lengths, read back only when a choice needs them.
+        self._bounds = LengthBounds(num_queues)
         self._pushed = self._fed = 0
-        self._feed_fn = jax.jit(self._feed, donate_argnums=(0, 2))
+        # The lengths are not donated: the host may still read a program's back later.
+        self._feed_fn = jax.jit(self._feed, donate_argnums=(0,))
         self._step_fns = {(k, size): jax.jit(functools.partial(self._step, k, size),
-                                             donate_argnums=(1, 2, 3))
+                                             donate_argnums=(1, 2))
                           for k in range(num_queues) for size in self.sizes}
         # One program per size: the direct feed's size is its piece's.
-        self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1, 2))
+        self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1))
 
     # Subclass hooks.
     def _destinations(self, k: int) -> Sequence[int]:
@@ -167,7 +177,7 @@ class StreamDriver:
                        for fields in specs)
         heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
         self._state, self._input = jax.device_put([queues, heads, lengths]), key
-        self._lengths[:] = 0
+        self._bounds.clear()
         try:
             self._compile_all()
         except BaseException:
@@ -232,38 +242,59 @@ class StreamDriver:
         self._pushed += x.shape[0]
         return ids
 
+    @property
+    def reads(self) -> int:
+        """Times the queue lengths were read back from the device (one int32 vector each)."""
+        return self._bounds.reads
+
+    @property
+    def drains(self) -> int:
+        """Reads of the last program dispatched, none queued behind it: unless that program
+        is done by then, the device idles while the host chooses and dispatches the next."""
+        return self._bounds.drains
+
     def in_flight(self) -> int:
         """Examples pushed and not yet emitted."""
-        return self._backlog.rows + int(self._lengths.sum())
+        self._bounds.read_all()
+        return self._backlog.rows + int(self._bounds.low.sum())
 
-    def view(self, force: bool = False) -> QueueView:
-        return QueueView(tuple(int(n) for n in self._lengths), self._backlog.rows,
-                         self.batch_size, self.capacity, self.destinations, force)
+    def view(self, force: bool = False, exact: bool = True) -> QueueView:
+        """The queues as the scheduler sees them; ``exact``: the lengths read back first."""
+        if exact:
+            self._bounds.read_all()
+        return QueueView(tuple(int(n) for n in self._bounds.low), self._backlog.rows,
+                         self.batch_size, self.capacity, self.destinations, force,
+                         tuple(int(n) for n in self._bounds.high))
 
     def step(self, force: bool = False) -> bool:
         """Runs what the scheduler picks (a queue's batch or a feed); False if it picks nothing.
 
         ``force`` lets it run partial batches: at the end of the input, or past a deadline.
+        The step is dispatched, not waited for: the lengths it leaves are read back only when
+        a later choice depends on them.
         """
         if self._state is None:
             return False
-        view = self.view(force)
-        action = self.scheduler(view)
+        if force:
+            self._bounds.read_all()  # partial batches are chosen on exact lengths
+        while True:
+            try:
+                action, direct = choose(self.scheduler, self.view(force, exact=False))
+                break
+            except Uncertain:
+                self._bounds.read_oldest()
         if action is None:
             return False
         if action == FEED:
-            if not view.can_feed():
-                raise ValueError(f"scheduler chose to feed, but cannot: {view}")
-            self._feed_piece(view.feeds_direct())
-            return True
-        if not (0 <= action < self.num_queues and view.can_run(action)):
-            raise ValueError(f"scheduler chose {action!r}, which cannot run: {view}")
-        self._run_queue(int(action))
+            self._feed_piece(direct)
+        else:
+            self._run_queue(action)
         return True
 
     def _feed_piece(self, direct: bool) -> None:
         example, with_aux = self._input
-        limit = min(self.batch_size, self.capacity - int(self._lengths[0]))
+        # No step appends to queue 0: its length is exact.
+        limit = min(self.batch_size, self.capacity - int(self._bounds.high[0]))
         # Only the direct feed runs at a partial size: the plain one appends to a queue.
         size = fitting_size(self.sizes, min(limit, self._backlog.rows)) if direct \
             else self.batch_size
@@ -274,30 +305,39 @@ class StreamDriver:
         args = jax.device_put((piece, np.int32(count), np.int32(self._fed)))
         self._fed += count
         queues, heads, lengths = self._state
+        known = np.zeros(self.num_queues, np.int64)
         if direct:
             outputs = self._direct_fn(self._dests(queues, 0), heads, lengths, *args)
-            self._finish_step(0, count, *outputs)
+            self._finish_step(0, count, known, *outputs)
             return
         queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
         self._state = [(queue, *queues[1:]), heads, lengths]
-        self._lengths[0] += count
+        known[0] = count
+        self._bounds.account(lengths, known, np.zeros_like(known))
 
     def _run_queue(self, k: int) -> None:
+        # The rows taken must be known: a full batch surely waiting, or an exact length.
+        bounds = self._bounds
+        while bounds.low[k] < self.batch_size and bounds.low[k] != bounds.high[k]:
+            bounds.read_oldest()
         queues, heads, lengths = self._state
-        take = min(self.batch_size, int(self._lengths[k]))
-        self._lengths[k] -= take
+        take = min(self.batch_size, int(bounds.low[k]))
+        known = np.zeros(self.num_queues, np.int64)
+        known[k] = -take
         step = self._step_fns[k, fitting_size(self.sizes, take)]
-        self._finish_step(k, take, *step(queues[k], self._dests(queues, k), heads, lengths))
+        self._finish_step(k, take, known, *step(queues[k], self._dests(queues, k), heads,
+                                                 lengths))
 
-    def _finish_step(self, k, take, dests, heads, lengths, ids, emitted) -> None:
+    def _finish_step(self, k, take, known, dests, heads, lengths, ids, emitted) -> None:
         self._state = [self._with_dests(self._state[0], k, dests), heads, lengths]
         exits, values = emitted
         self._pages.append(Emitted(self._queue_exit(k) if exits is None else exits, ids,
                                    values))
         self.batches_run[k] += 1
         self.partial_batches[k] += take < self.batch_size
-        if self.destinations[k]:
-            self._lengths = jax.device_get(lengths).astype(np.int64)  # the one sync of a step
+        maybe = np.zeros(self.num_queues, np.int64)
+        maybe[list(self.destinations[k])] = take
+        self._bounds.account(lengths, known, maybe)
 
     def flush(self) -> int:
         """Runs everything in flight to its exit, partial batches included; returns steps."""

@@ -5,8 +5,9 @@
   static ``batch`` of rows from the head, :func:`ring_append` scatters chosen rows behind the
   tail in their stable order. Neither moves the rows already waiting, whatever the counts.
 - **Schedulers.** Before every step the engine shows the scheduler a :class:`QueueView` (host
-  integers only) and runs what it answers: a queue's index, :data:`FEED` (move pushed input into
-  queue 0) or ``None`` (nothing worth running now). :func:`deepest_full_first` is the default.
+  integers only: bounds on the queue lengths while steps are in flight) and runs what it
+  answers: a queue's index, :data:`FEED` (move pushed input into queue 0) or ``None`` (nothing
+  worth running now). :func:`deepest_full_first` is the default.
 - **The backlog.** Input pushed by the caller waits on the host until it is fed, a piece of at
   most ``batch`` rows at a time, padded to ``batch`` rows so that feeding never recompiles.
 - **Partial sizes.** A partial batch (a flush, or a caller's deadline) runs at the smallest of
@@ -31,13 +32,23 @@ Queue = dict[str, jax.Array]
 Specs = dict[str, jax.ShapeDtypeStruct]
 
 
+class Uncertain(Exception):
+    """A question about the queues that the host cannot answer until it reads back the lengths
+    of a step still in flight; the engine reads them and asks the scheduler again."""
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueView:
     """What a scheduler sees before each step.
 
-    ``lengths[k]``: rows waiting in queue k; ``pending``: rows pushed but not yet fed into
-    queue 0; ``destinations[k]``: the queues a step of queue k may append to; ``force``: run
-    partial batches (the input is exhausted, or a caller's deadline has passed).
+    ``lengths[k]``: rows surely waiting in queue k; ``upper[k]``: rows that may be waiting
+    (None: as many as ``lengths``). They differ while a step that may append to queue k is
+    still running: the engine does not wait for its count before choosing the next step, so
+    a step can be queued on the device while the last one runs. ``pending``: rows pushed but
+    not yet fed into queue 0; ``destinations[k]``: the queues a step of queue k may append
+    to; ``force``: run partial batches (the input is exhausted, or a caller's deadline has
+    passed; the lengths are then exact). The predicates below answer what holds for every
+    length within the bounds, or raise :class:`Uncertain`.
     """
 
     lengths: tuple[int, ...]
@@ -46,25 +57,52 @@ class QueueView:
     capacity: int
     destinations: tuple[tuple[int, ...], ...]
     force: bool = False
+    upper: tuple[int, ...] | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.upper is None or self.upper == self.lengths
+
+    def _high(self) -> tuple[int, ...]:
+        return self.lengths if self.upper is None else self.upper
 
     def has_room(self, k: int, rows: int) -> bool:
         """Every queue a step of queue k may append to has room for ``rows`` more."""
-        return all(self.lengths[j] + rows <= self.capacity for j in self.destinations[k])
+        return self._room(k, rows, rows)
+
+    def _room(self, k: int, rows_low: int, rows_high: int) -> bool:
+        high = self._high()
+        if all(high[j] + rows_high <= self.capacity for j in self.destinations[k]):
+            return True
+        if any(self.lengths[j] + rows_low > self.capacity for j in self.destinations[k]):
+            return False
+        raise Uncertain(f"room behind queue {k}")
 
     def can_run(self, k: int) -> bool:
         """Queue k has rows and every queue it may append to has room for all of them."""
-        take = min(self.lengths[k], self.batch_size)
-        return take > 0 and self.has_room(k, take)
+        low, high = self.lengths[k], self._high()[k]
+        if high == 0:
+            return False
+        if low == 0:
+            raise Uncertain(f"whether queue {k} holds rows")
+        return self._room(k, min(low, self.batch_size), min(high, self.batch_size))
 
     def can_feed(self) -> bool:
-        return self.pending > 0 and self.lengths[0] < self.capacity
+        if self.pending == 0 or self.lengths[0] >= self.capacity:
+            return False
+        if self._high()[0] < self.capacity:
+            return True
+        raise Uncertain("room in queue 0")
 
     def feeds_direct(self) -> bool:
         """A feed may run queue 0's step on its piece at once: queue 0 is empty, the piece is
         a full batch (or partial batches may run), and queue 0's step would have room."""
         piece = min(self.batch_size, self.pending)
-        return (self.lengths[0] == 0 and (self.force or piece == self.batch_size)
-                and self.has_room(0, piece))
+        if self.lengths[0] > 0 or not (self.force or piece == self.batch_size):
+            return False
+        if self._high()[0] > 0:
+            raise Uncertain("whether queue 0 is empty")
+        return self.has_room(0, piece)
 
 
 Scheduler = Callable[[QueueView], int | None]
@@ -98,13 +136,15 @@ def fitting_size(sizes: Sequence[int], rows: int) -> int:
 
 
 def deepest_full_first(view: QueueView) -> int | None:
-    """Run the deepest queue holding a full batch, else feed input, else (when forced) run the
-    shallowest non-empty queue on a partial batch.
+    """Run the deepest queue surely holding a full batch, else feed input, else (when forced)
+    run the shallowest non-empty queue on a partial batch.
 
     Deepest first frees room downstream, so with ``capacity >= 2 * batch_size`` the queue it
-    picks can always run: a step appends at most a batch to queues that are not full. Flushing
-    the shallowest queue first lets its survivors top up deeper queues, so a run of a finite
-    input pads at most one batch per queue.
+    picks can always run once the lengths are exact: a step appends at most a batch to queues
+    that are not full. While a step is in flight, a queue it may have filled waits for the
+    next read of the lengths, and a feed may go first. Flushing the shallowest queue first
+    lets its survivors top up deeper queues, so a run of a finite input pads at most one batch
+    per queue.
     """
     for k in reversed(range(len(view.lengths))):
         if view.lengths[k] >= view.batch_size and view.can_run(k):
@@ -116,6 +156,24 @@ def deepest_full_first(view: QueueView) -> int | None:
             if view.can_run(k):
                 return k
     return None
+
+
+def choose(scheduler: Scheduler, view: QueueView) -> tuple[int | None, bool]:
+    """``(action, direct)``: what ``scheduler`` runs next, checked against ``view``, and
+    whether a feed runs queue 0's step on its piece at once; raises :class:`Uncertain` where
+    the answer depends on lengths not read back yet ("nothing to run" included)."""
+    action = scheduler(view)
+    if action is None:
+        if not view.exact:
+            raise Uncertain("nothing surely runnable")
+        return None, False
+    if action == FEED:
+        if not view.can_feed():
+            raise ValueError(f"scheduler chose to feed, but cannot: {view}")
+        return FEED, view.feeds_direct()
+    if not (0 <= action < len(view.lengths) and view.can_run(action)):
+        raise ValueError(f"scheduler chose {action!r}, which cannot run: {view}")
+    return int(action), False
 
 
 def ring_take(queue: Queue, head: jax.Array, length: jax.Array, batch: int
