@@ -96,7 +96,9 @@ NOTES = [
     "planned from the synthetic policy's fractions and the segment and hop times measured "
     "before the passes (plan_segment_seconds, plan_hop_seconds; jee/infer/stream_plan.py). "
     "reads_per_pass: queue lengths read back; drains_per_pass: reads of the last program "
-    "dispatched, nothing queued behind it (the device may idle until the next dispatch).",
+    "dispatched, nothing queued behind it (the device may idle until the next dispatch). "
+    "stream_capacity_2B: the stream with 2 batches of room per queue instead of 3, which "
+    "reads the lengths after nearly every step.",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -606,25 +608,31 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     # draws its exits from.
     spans = plan_spans(net.fractions, plan_segment_s, plan_hop_s)
     engine = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans)
+    # Two batches of room: the lengths read back after nearly every step, the device idle
+    # while the host dispatches the next; what the default third batch buys.
+    tight = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans,
+                         capacity=2 * batch)
 
-    def stream_pass(chunks):
-        return jax.block_until_ready(engine.run(iter(chunks), num_examples=n))
+    def stream_pass(eng, chunks):
+        return jax.block_until_ready(eng.run(iter(chunks), num_examples=n))
 
-    passes = {"full": full_pass}
+    passes, engines = {"full": full_pass}, {}
     for size, chunks in arrivals.items():
         name = "stream" if size == batch else f"stream@{size}"
-        passes[name] = (lambda c=chunks: stream_pass(c))
+        passes[name], engines[name] = (lambda c=chunks: stream_pass(engine, c)), engine
+    passes["stream_capacity_2B"] = lambda: stream_pass(tight, batches)
+    engines["stream_capacity_2B"] = tight
     stats, outputs = {}, {}
     for name, run in passes.items():
-        before = stream_counts(engine)
+        before = stream_counts(engines[name]) if name in engines else None
         with CompileCounter() as warm:
             start = time.perf_counter()
             outputs[name] = run()
             first = time.perf_counter() - start
         stats[name] = {"first_pass_s": first, "compiles_at_warmup": warm.count,
                        "times": [], "recompiles_after_warmup": 0}
-        if name != "full":
-            stats[name].update(stream_counts(engine, since=before))
+        if name in engines:
+            stats[name].update(stream_counts(engines[name], since=before))
     # The single calls the ideal is made of join every round, drifting with the passes.
     call_times = [[] for _ in calls]
     for i, call in enumerate(calls):
@@ -648,7 +656,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     full_pass_s = float(np.median(stats["full"]["times"]))
     for name, st in stats.items():
         median = float(np.median(st.pop("times")))
-        size = batch if name in ("full", "stream") else small
+        size = small if "@" in name else batch
         st.update(arrival_size=size, seconds_per_pass=median, images_per_s=n / median,
                   compile_s=max(0.0, st.pop("first_pass_s") - median),
                   speedup=full_pass_s / median)

@@ -96,7 +96,7 @@ def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
     _, doc, _ = check
     for entry in doc["stream"].values():
         b, n = entry["batch_size"], entry["num_examples"]
-        assert set(entry["modes"]) == {"full", "stream", "stream@8"}
+        assert set(entry["modes"]) == {"full", "stream", "stream@8", "stream_capacity_2B"}
         assert entry["agreement"] == 1.0 and entry["max_recompiles_after_warmup"] == 0
         reach, seconds = entry["reach_fractions"], entry["segment_seconds_at_batch"]
         assert reach[0] == 1.0 and reach == sorted(reach, reverse=True)
@@ -117,6 +117,8 @@ def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
                 assert m["batches_per_pass"][0] == n // b, name
                 assert len(m["batches_per_pass"]) == len(entry["stream_spans"]), name
                 assert m["partial_batches_per_pass"][0] == 0, name
+        modes = entry["modes"]
+        assert modes["stream_capacity_2B"]["drains_per_pass"] >= modes["stream"]["drains_per_pass"]
         assert tuple(entry["stream_spans"]) == plan_spans(
             entry["plan_fractions"], entry["plan_segment_seconds"], entry["plan_hop_seconds"])
         assert len(entry["hop_seconds_at_batch"]) == len(seconds) - 1
