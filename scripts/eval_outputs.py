@@ -32,7 +32,8 @@ TIMING = {"images_per_s", "ms_per_batch_median", "ms_per_batch_p90", "compile_s"
           "plan_segment_seconds", "plan_hop_seconds",
           # A stream's plan is chosen from measured times, and its batch counts follow it
           # (a planned stream that merges segments also adds a `stream_per_segment` mode).
-          "stream_spans", "spans", "batches_per_pass", "partial_batches_per_pass"}
+          "stream_spans", "spans", "batches_per_pass", "partial_batches_per_pass",
+          "reads_per_pass", "drains_per_pass"}
 
 
 def _run(args: list[str]) -> None:

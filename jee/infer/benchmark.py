@@ -259,10 +259,9 @@ def dataset_benchmark(segments: Sequence[Segment], full_fn: Callable[[jax.Array]
     (``full_seconds_at_batch / sum_k reach_fractions[k] * segment_seconds_at_batch[k]``,
     the :func:`~jee.infer.timing.single_calls` at batch B, each made ``CALLS_PER_ROUND``
     times in every round of the passes: the median over rounds of their mean),
-    ``exit_fractions``,
-    ``reach_fractions`` (examples reaching each segment), ``hop_seconds_at_batch`` (timed
-    likewise), ``stream_spans`` (segments per queue) and ``agreement`` over every checked
-    mode.
+    ``exit_fractions``, ``reach_fractions`` (examples reaching each segment),
+    ``hop_seconds_at_batch`` (timed likewise), ``stream_spans`` (segments per queue) and
+    ``agreement`` over every checked mode.
     """
     segments = check_segments(segments)
     costs = _check_costs(costs, len(segments))
