@@ -16,12 +16,15 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 planned by :mod:`~jee.infer.stream_plan`) and runs every queue on full batches across input
 batches; :mod:`~jee.infer.stream_driver` is the machinery it shares with
 :mod:`~jee.infer.stream_cascade` (network selection), :mod:`~jee.infer.stream_sched` its
-queues and schedulers, and :mod:`~jee.infer.server` serves requests through either.
+queues and schedulers, :mod:`~jee.infer.stream_lengths` the host's bounds on the queue lengths
+(so steps are queued without waiting for each other), and :mod:`~jee.infer.server` serves
+requests through either.
 
 :mod:`~jee.infer.cascade` applies the bucketed re-batching to network selection, where the
 "segments" are whole models and a routing policy may jump over some of them.
 
 :mod:`~jee.infer.ladder` builds bucket ladders, :mod:`~jee.infer.synthetic` a policy replaying
 pre-assigned exits, :mod:`~jee.infer.compiles` counts compilations and
-:mod:`~jee.infer.benchmark` times every mode against the plain backbone.
+:mod:`~jee.infer.benchmark` times every mode against the plain backbone, with the primitives
+of :mod:`~jee.infer.timing`.
 """
