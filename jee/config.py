@@ -107,6 +107,8 @@ def base_config() -> ml_collections.ConfigDict:
         workdirs=(),              # their training runs; empty: root/NAME for each name
         root="",                  # where the members' runs are; the cascade report goes here
         edges=(),                 # (from, to) member positions; empty: each to every later one
+        losses=(0.0, 0.01),       # accuracy losses (fractions) allowed against the best single
+                                  # model, at which the report and --benchmark pick points
     ))
 
     c.seed = 0

@@ -269,3 +269,20 @@ def test_report_keeps_the_feature_set_that_is_better_out_of_fold():
         "bolukbasi" if selection["chosen"] == "history" else "bolukbasi_history"]["test"]
     with pytest.raises(ValueError, match="features must be one of"):
         cascade_report(val, test, graph, ["a", "b", "c"], features="all", **kwargs)
+
+
+def test_cascade_losses_are_checked_with_the_members():
+    import os
+
+    from jee.cascade.members import cascade_members
+    from jee.config import load_config
+
+    spec = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "configs", "digits_cascade.py")
+    config = load_config(f"{spec}:smoke")
+    assert tuple(config.cascade.losses) == (0.0, 0.01)
+    assert [m.name for m in cascade_members(config)] == list(config.cascade.names)
+    for bad in ((), (1.5,), (-0.01,), ("1pt",)):
+        config.cascade.losses = bad
+        with pytest.raises(ValueError, match=r"cascade.losses must be accuracy losses"):
+            cascade_members(config)

@@ -33,6 +33,10 @@ def cascade_members(config) -> list[Member]:
         raise ValueError(f"cascade.names has {len(names)} entries for {len(specs)} members")
     if len(set(names)) != len(names):
         raise ValueError(f"cascade.names must be distinct, got {list(names)}")
+    losses = tuple(c.losses)
+    if not losses or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in losses):
+        raise ValueError(f"cascade.losses must be accuracy losses in [0, 1), e.g. (0.0, 0.01) "
+                         f"for none and one point; got {list(losses)}")
     workdirs = tuple(c.workdirs)
     if not workdirs:
         if not c.root:

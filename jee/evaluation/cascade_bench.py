@@ -108,7 +108,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
     outputs, graph, data = cascade_inputs(config, members, restored)
     report = cascade_report(data["val"], data["test"], graph, outputs.names,
                             crossfit_folds=options.crossfit_folds)
-    ops = operating_points(report)
+    ops = operating_points(report, config.cascade.losses)
     ref_name = ops["reference"]["model"]
     ref = outputs.names.index(ref_name)
 

@@ -30,7 +30,8 @@ from jee.policy import plots
 from jee.policy.budget import budget_table, row_of_pick
 
 
-def flat_report(report, outputs, graph: CascadeGraph, data, split: str) -> dict[str, Any]:
+def flat_report(report, outputs, graph: CascadeGraph, data, split: str,
+                losses: tuple[float, ...]) -> dict[str, Any]:
     """The documented ``report.json`` of a cascade on ``split``."""
     rows = policy_rows(report, split)
     models = [{"index": k, "name": name, "macs": float(outputs.macs[k]),
@@ -42,7 +43,7 @@ def flat_report(report, outputs, graph: CascadeGraph, data, split: str) -> dict[
         "dataset": outputs.dataset, "split": split, "num_examples": int(data.num_examples),
         "models": models,
         "edges": [[k, j] for k, succ in enumerate(graph.successors) for j in succ],
-        "paths": report["paths"], "operating_points": operating_points(report),
+        "paths": report["paths"], "operating_points": operating_points(report, losses),
         "selection": report["selection"], "feature_selection": report["feature_selection"],
         "policies": rows})
 
@@ -84,7 +85,7 @@ def run(config, options: ReportOptions, out: str) -> dict[str, Any]:
     outputs, graph, data = cascade_inputs(config)
     report = cascade_report(data["val"], data["test"], graph, outputs.names,
                             features=options.features, crossfit_folds=options.crossfit_folds)
-    flat = flat_report(report, outputs, graph, data[split], split)
+    flat = flat_report(report, outputs, graph, data[split], split, config.cascade.losses)
     budgets = with_paths(with_standard_errors(budget_table(report, BUDGETS),
                                               int(data["test"].num_examples)))
     write_report_files(out, flat, with_paths(report), budgets, "path_fractions", full_indent=2)
