@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ from jee.cascade.features import (
 )
 from jee.cascade.fit import fit_cascade
 from jee.cascade.graph import make_graph
+from jee.cascade.members import cascade_members
 from jee.cascade.paired import policy_from_pick
 from jee.cascade.policy import STOP, FixedPathPolicy, ThresholdCascadePolicy
 from jee.cascade.sweeps import cascade_report, operating_points
+from jee.config import load_config
 from jee.policy.budget import budget_table
 from jee.policy.metrics import exit_metrics
 from jee.policy.paired import with_paired_comparison
@@ -272,11 +275,6 @@ def test_report_keeps_the_feature_set_that_is_better_out_of_fold():
 
 
 def test_cascade_losses_are_checked_with_the_members():
-    import os
-
-    from jee.cascade.members import cascade_members
-    from jee.config import load_config
-
     spec = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "configs", "digits_cascade.py")
     config = load_config(f"{spec}:smoke")
