@@ -148,12 +148,15 @@ def test_no_compilation_after_warmup(synthetic, data):
     traces, cached = engine.traces, engine.cache_size()
     assert cached == NUM_EXITS + 2  # one program per segment plus the two feeds
     # A second data set of another size, cut differently, with device chunks among them:
-    # one of exactly a batch goes straight in, another is read back.
+    # one of exactly a batch goes straight in, another is read back. The first is committed
+    # to a device (as arrays put on a named device are), the second is not: jit keeps apart
+    # programs for the two, so the engine must commit what it passes.
     n = 517
     x2 = np.random.default_rng(7).standard_normal((n, WIDTH)).astype(np.float32)
     aux2 = synthetic_exits(n, [0.1, 0.3, 0.3, 0.3], seed=8)
     exits2, logits2 = MaskedEngine(engine.segments, SyntheticPolicy())(x2, aux2)
-    head = [(jax.device_put(x2[:BATCH]), jax.device_put(aux2[:BATCH])),
+    device = jax.devices()[0]
+    head = [(jax.device_put(x2[:BATCH], device), jax.device_put(aux2[:BATCH], device)),
             (jax.device_put(x2[BATCH:BATCH + 5]), jax.device_put(aux2[BATCH:BATCH + 5]))]
     splits = [ragged_sizes(n - BATCH - 5, 3), [1] * 50 + [7] * 30 + [n - 260 - BATCH - 5]]
     with CompileCounter() as compiles:

@@ -4,7 +4,8 @@ The routing policies at the operating points of the report (no accuracy loss aga
 single model, and 1 point of loss, each chosen on validation and, after the fact, on test):
 the learned policy's, and the cheapest of any family where that is another (``timed_points``),
 run over the whole test split in batches of ``--batch_size``, each mode compiled once
-and timed over ``--repeats`` passes after a warm-up pass (every model alone and every
+(a point whose policy has the structure of one timed before reuses its programs) and timed
+over ``--repeats`` passes after a warm-up pass (every model alone and every
 mode of a point taken in turn, round after round, so that the machine's drift hits them
 alike):
 
@@ -22,13 +23,11 @@ The measured speed-up (reference time / mode time) is reported next to two ideal
 MACs, the reference model's cost over the mean cost of the paths taken, and by time, the
 reference model's time over the mean time of the paths taken, each model timed alone on the
 whole split among the point's modes (what the engine could reach if routing and compaction
-were free). Every mode's
-predictions are checked against the offline simulation of the same policy.
+were free). Every mode's predictions are checked against the offline simulation of the same
+policy.
 """
 
 from __future__ import annotations
-
-import json
 
 import jax
 import numpy as np
@@ -131,7 +130,10 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                                  unpad(ref_out, counts).argmax(-1) == labels))},
                "seconds_per_pass_alone": dict(zip(outputs.names, model_s, strict=True))}
     results["points"] = []
-    engines = {}  # by setting: two operating points often pick the same one
+    # One set of engines for every point: a policy is an argument of their programs, so a
+    # point of a structure already seen (a learned policy at another lambda, a threshold
+    # family at another threshold) compiles nothing.
+    engines = {}
     stream = "stream" in options.modes
     # Requests of each arrival size: the batches themselves at the batch size, else host
     # arrays of the real rows.
@@ -143,14 +145,15 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
             chunks, sizes = arrival_chunks(images, None, size, on_device=False)
             arrivals[size] = [x for x, _ in chunks], sizes
     for point in timed_points(ops["points"]):
-        index = (point["family"], json.dumps(point["params"], sort_keys=True))
         policy = policy_from_pick(point, graph)
-        if index not in engines:
-            engines[index] = {"masked": MaskedCascadeEngine(functions, policy),
-                              "bucketed": CascadeEngine(functions, policy, ladder=ladder)}
+        if not engines:
+            engines = {"masked": MaskedCascadeEngine(functions, policy),
+                       "bucketed": CascadeEngine(functions, policy, ladder=ladder)}
             if stream:
-                engines[index]["stream"] = StreamCascadeEngine(
-                    functions, policy, batch_size=options.batch_size)
+                engines["stream"] = StreamCascadeEngine(functions, policy,
+                                                        batch_size=options.batch_size)
+        for engine in engines.values():
+            engine.policy = policy
         offline_path = np.asarray(policy.paths_from_features(data["test"].features))
         offline_final = np.asarray([p[-1] for p in graph.paths()])[offline_path]
         entry = {"loss": point["loss"], "selected_on": point["selected_on"],
@@ -159,7 +162,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
                  "test_relative_cost": point["test_relative_cost"],
                  "ideal_speedup": point["test_speedup_vs_reference"],
                  "path_fractions": point["test_exit_fractions"], "modes": {}}
-        runs = list(_mode_runs(engines[index], batches, counts, arrivals, options.batch_size))
+        runs = list(_mode_runs(engines, batches, counts, arrivals, options.batch_size))
         warm, extra = [], {}
         for mode, engine, run_pass, chunks, _, _ in runs:
             streamed = run_pass is _streamed

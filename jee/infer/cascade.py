@@ -25,6 +25,11 @@ logits for the same rows (equal to ``logits_k`` at k = 0). The engines never ask
 model, where every row stops. Routes are trusted, not checked: since the models run in index
 order, a value outside (k, M) is never reached, so the row keeps model k's result exactly as
 if the policy had said :data:`STOP`.
+
+The engines pass the policy to their compiled programs as an argument, not as constants: a
+policy that is a pytree of arrays (those of :mod:`jee.cascade.policy` are) can be swapped for
+another of the same structure and shapes, say another operating point, without compiling
+anything (``engine.policy = other``). Any other policy object is compiled in, once per object.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from jax import lax
 
 from jee.infer.bucketed import _drop_targets, _scatter, _take, survivor_order
 from jee.infer.ladder import Ladder, resolve_ladder
+from jee.infer.policy_args import argument_policy, policy_argument
 
 STOP = -1
 
@@ -152,28 +158,39 @@ def masked_cascade_forward(models: Sequence[Model], policy: RoutingPolicy,
 
 
 class _CompiledPerShape:
-    """Callable ``engine(x)``: ``forward(x)`` jitted once per input shape. ``traces`` counts
-    how often it was traced, an independent check on the jit cache."""
+    """Callable ``engine(x)``: ``forward(x, policy)`` jitted once per input shape and policy
+    structure; ``policy`` may be reassigned (see the module doc). ``traces`` counts how often
+    it was traced, an independent check on the jit cache."""
 
-    def __init__(self, forward: Callable[[jax.Array], CascadeResult]):
+    def __init__(self, forward: Callable[[jax.Array, RoutingPolicy], CascadeResult],
+                 policy: RoutingPolicy):
         self.traces = 0
 
-        def traced(x):
+        def traced(x, argument):
             self.traces += 1
-            return forward(x)
+            return forward(x, argument_policy(argument))
         self._fn = jax.jit(traced)
+        self.policy = policy
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: RoutingPolicy) -> None:
+        self._policy, self._argument = policy, policy_argument(policy)
 
     def __call__(self, x: jax.Array) -> CascadeResult:
-        return self._fn(x)
+        return self._fn(x, self._argument)
 
     def cache_size(self) -> int:
-        """Compiled programs held (one per input shape)."""
+        """Compiled programs held (one per input shape and policy structure)."""
         return self._fn._cache_size()
 
 
 class CascadeEngine(_CompiledPerShape):
-    """:func:`cascade_forward` compiled once per input shape: ``engine(x)``, ``traces``,
-    ``cache_size()``.
+    """:func:`cascade_forward` compiled once per input shape: ``engine(x)``, ``policy``,
+    ``traces``, ``cache_size()``.
 
     ``ladder`` is a size sequence (fitted to each batch size), a function of the batch size
     returning one, or ``None`` for the default.
@@ -181,17 +198,16 @@ class CascadeEngine(_CompiledPerShape):
 
     def __init__(self, models: Sequence[Model], policy: RoutingPolicy, *, ladder: Ladder = None):
         self.models = check_models(models)
-        self.policy = policy
         self.ladder = ladder
-        super().__init__(lambda x: cascade_forward(self.models, self.policy, x,
-                                                   ladder=self.ladder))
+        super().__init__(lambda x, policy: cascade_forward(self.models, policy, x,
+                                                           ladder=self.ladder), policy)
 
 
 class MaskedCascadeEngine(_CompiledPerShape):
     """:func:`masked_cascade_forward` compiled once per input shape: ``engine(x)``,
-    ``traces``, ``cache_size()``."""
+    ``policy``, ``traces``, ``cache_size()``."""
 
     def __init__(self, models: Sequence[Model], policy: RoutingPolicy):
         self.models = check_models(models)
-        self.policy = policy
-        super().__init__(lambda x: masked_cascade_forward(self.models, self.policy, x))
+        super().__init__(lambda x, policy: masked_cascade_forward(self.models, policy, x),
+                         policy)

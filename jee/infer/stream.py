@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from jee.infer.interface import Policy, Segment, check_segments, exits_here
-from jee.infer.stream_driver import StreamDriver, int_rows
+from jee.infer.stream_driver import StreamDriver
 from jee.infer.stream_plan import check_spans, span_starts
+from jee.infer.stream_programs import int_rows
 from jee.infer.stream_sched import Scheduler
 
 
@@ -64,7 +65,7 @@ class StreamEngine(StreamDriver):
     def _queue_exit(self, k):
         return self.starts[k]
 
-    def _kernel(self, q, rows):
+    def _kernel(self, q, rows, params):
         num_exits, first = len(self.segments), self.starts[q]
         h, left, exits, out = rows["h"], None, None, None
         for k in range(first, first + self.spans[q]):

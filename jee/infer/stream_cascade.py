@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.infer.cascade import Model, RoutingPolicy, check_models, next_nodes
-from jee.infer.stream_driver import StreamDriver, int_rows
+from jee.infer.policy_args import argument_policy, policy_argument
+from jee.infer.stream_driver import StreamDriver
+from jee.infer.stream_programs import int_rows
 from jee.infer.stream_sched import Scheduler
 
 
@@ -23,6 +25,8 @@ class StreamCascadeEngine(StreamDriver):
     queue j with model 0's logits, the others stop. ``run(batches, num_examples=None) ->
     (final int32 [N], logits float32 [N, C], visited bool [N, M])`` as
     :class:`~jee.infer.cascade.MaskedCascadeEngine` gives them; ``batches`` yields arrays.
+    ``policy`` may be reassigned while the engine is idle: one of the same structure and
+    shapes (another operating point of a sweep) compiles nothing (see :mod:`jee.infer.cascade`).
     """
 
     NO_VALUES = {"logits": jax.ShapeDtypeStruct((0,), jnp.float32),  # C unknown
@@ -34,8 +38,17 @@ class StreamCascadeEngine(StreamDriver):
         self.models = check_models(models)
         if len(self.models) > 31:
             raise ValueError("the visited models are an int32 bit mask: at most 31 models")
-        self.policy = policy
         super().__init__(len(self.models), batch_size, capacity, scheduler, partial_sizes)
+        self.policy = policy
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: RoutingPolicy) -> None:
+        self._set_params(policy_argument(policy))
+        self._policy = policy
 
     def _destinations(self, k):
         return range(k + 1, len(self.models))
@@ -49,11 +62,11 @@ class StreamCascadeEngine(StreamDriver):
         values = {"logits": jax.ShapeDtypeStruct(root.shape, jnp.float32), "visited": mask}
         return [{"h": example}] + [later] * (len(self.models) - 1), values
 
-    def _kernel(self, k, rows):
+    def _kernel(self, k, rows, params):
         num_nodes = len(self.models)
         logits = self.models[k](rows["h"])
         root = logits if k == 0 else rows["root"]
-        route = next_nodes(self.policy, k, num_nodes, logits, root)
+        route = next_nodes(argument_policy(params), k, num_nodes, logits, root)
         visited = (rows["visited"] if k else jnp.zeros_like(route)) | (1 << k)
         onward = {"h": rows["h"], "ids": rows["ids"], "root": root, "visited": visited}
         sends = {j: (onward, route == j) for j in range(k + 1, num_nodes)}

@@ -2,17 +2,15 @@
 
 The bucketed engine re-batches the survivors of one input batch, so late segments run on the
 few rows that reach them. Here each queue (a segment, a span of segments, or a cascade's
-model) owns a device-resident ring (a static ``capacity`` rows, default ``3 * batch_size``)
-holding the rows waiting for it: their features (the inputs for queue 0), their ids (arrival
-order) and their ``aux``. A step runs one queue's program on exactly ``batch_size`` rows taken
-from the head of its queue, with one compiled program per queue (and partial size); the rows
-that exit are emitted (id, exit, values) and the survivors are appended, in order, to the
+model) owns a device-resident ring (``capacity`` rows, default ``3 * batch_size``) of the
+rows waiting for it: features (the inputs for queue 0), ids (arrival order) and ``aux``. A
+step runs one queue's program on exactly ``batch_size`` rows from the head of its queue; the
+rows that exit are emitted (id, exit, values), the survivors appended, in order, to the
 queues they go to. Only a flush (input exhausted, or ``step(force=True)``) runs a partial
 batch, at the smallest of a few static sizes that holds it (``partial_sizes``), padded with
-copies of a real row whose outputs are dropped. A feed of a full batch into an empty queue 0
-(the common case when input arrives in batches) runs queue 0's step on it in the same
-program, so the input is not copied through queue 0's buffer. Every program is compiled when
-the first input of a kind is pushed, whichever path the stream takes later.
+copies of a real row whose outputs are dropped. A full batch fed into an empty queue 0 runs
+queue 0's step in the same program, not copied through queue 0's ring. Every program (one
+per queue and size) is compiled when the first input of a kind is pushed.
 
 The host decides what runs next with a scheduler (:mod:`jee.infer.stream_sched`) that sees
 only bounds on the queue lengths (:mod:`jee.infer.stream_lengths`): a step is dispatched
@@ -31,7 +29,6 @@ engine holds no lock).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 
 import jax
@@ -39,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.infer.stream_lengths import LengthBounds
+from jee.infer.stream_programs import StreamPrograms
 from jee.infer.stream_sched import (
     FEED,
     Backlog,
@@ -52,17 +50,10 @@ from jee.infer.stream_sched import (
     deepest_full_first,
     fitting_size,
     partial_sizes,
-    ring_append,
-    ring_take,
 )
 
 
-def int_rows(batch: int) -> jax.ShapeDtypeStruct:
-    """The spec of a per-row int32 field (ids, aux, bit masks) of ``batch`` rows."""
-    return jax.ShapeDtypeStruct((batch,), jnp.int32)
-
-
-class StreamDriver:
+class StreamDriver(StreamPrograms):
     """Queues, backlog, scheduling and result collection shared by the streaming engines.
 
     A subclass names the queues each step may append to (``_destinations``), the fields each
@@ -101,122 +92,9 @@ class StreamDriver:
         # Bounds on the device's queue lengths, read back only when a choice needs them.
         self._bounds = LengthBounds(num_queues)
         self._pushed = self._fed = 0
-        # The lengths are not donated: the host may still read a program's back later.
-        self._feed_fn = jax.jit(self._feed, donate_argnums=(0,))
-        self._step_fns = {(k, size): jax.jit(functools.partial(self._step, k, size),
-                                             donate_argnums=(1, 2))
-                          for k in range(num_queues) for size in self.sizes}
-        # One program per size: the direct feed's size is its piece's.
-        self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1))
-
-    # Subclass hooks.
-    def _destinations(self, k: int) -> Sequence[int]:
-        raise NotImplementedError
-
-    def _queue_specs(self, example: jax.ShapeDtypeStruct, with_aux: bool
-                     ) -> tuple[list[Specs], Specs]:
-        """(fields of each queue, values emitted), as ``[batch, ...]`` shapes."""
-        raise NotImplementedError
-
-    def _kernel(self, k: int, rows: dict[str, jax.Array]):
-        """``(leave bool [b], exit, values, sends)`` for a batch of queue k: ``exit`` is None
-        (every row leaves at :meth:`_queue_exit`) or int32 ``[b]``, one per row; ``sends``
-        maps a destination j to ``(rows for queue j, bool [b] which go there)``."""
-        raise NotImplementedError
-
-    def _queue_exit(self, k: int) -> int:
-        """The exit of every row a step of queue k emits, when its kernel gives no per-row one."""
-        return k
-
-    # Compiled programs.
-    def _feed(self, queue, heads, lengths, piece, count, first_id):
-        self.traces += 1
-        rows, valid = self._piece_rows(piece, count, first_id)
-        queue, length = ring_append(queue, heads[0], lengths[0], rows, valid)
-        return queue, lengths.at[0].set(length)
-
-    def _step(self, k, size, source, dests, heads, lengths):
-        self.traces += 1
-        rows, valid, take = ring_take(source, heads[k], lengths[k], size)
-        heads = heads.at[k].set((heads[k] + take) % self.capacity)
-        lengths = lengths.at[k].add(-take)
-        return self._advance(k, rows, valid, dests, heads, lengths)
-
-    def _direct(self, dests, heads, lengths, piece, count, first_id):
-        # A feed into an empty queue 0 and its step in one program: the piece never passes
-        # through queue 0's buffer.
-        self.traces += 1
-        rows, valid = self._piece_rows(piece, count, first_id)
-        return self._advance(0, rows, valid, dests, heads, lengths)
-
-    def _piece_rows(self, piece, count, first_id):
-        """A fed piece as queue rows (ids in arrival order) and which of them are real."""
-        slots = jnp.arange(piece["h"].shape[0], dtype=jnp.int32)
-        return dict(piece, ids=first_id + slots), slots < count
-
-    def _advance(self, k, rows, valid, dests, heads, lengths):
-        leave, exits, values, sends = self._kernel(k, rows)
-        ids = jnp.where(valid & leave, rows["ids"], -1)
-        new_dests = []
-        for j, queue in zip(self.destinations[k], dests, strict=True):
-            sent, goes = sends[j]
-            queue, length = ring_append(queue, heads[j], lengths[j], sent, valid & goes)
-            lengths = lengths.at[j].set(length)
-            new_dests.append(queue)
-        return tuple(new_dests), heads, lengths, ids, (exits, values)
-
-    # Host side.
-    def _init(self, key) -> None:
-        example, with_aux = key
-        specs, values = self._queue_specs(example, with_aux)
-        self._empty = {name: jax.ShapeDtypeStruct(s.shape[1:], s.dtype)
-                       for name, s in values.items()}
-        # Zeros made on the host and copied over: jnp.zeros would compile a program per shape.
-        queues = tuple({name: np.zeros((self.capacity, *s.shape[1:]), s.dtype)
-                        for name, s in {**fields, "ids": int_rows(self.batch_size)}.items()}
-                       for fields in specs)
-        heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
-        self._state, self._input = jax.device_put([queues, heads, lengths]), key
-        self._bounds.clear()
-        try:
-            self._compile_all()
-        except BaseException:
-            # Buffers donated to a failed program are gone: the next push starts afresh.
-            self._state = self._input = None
-            raise
-
-    def _compile_all(self) -> None:
-        """Runs every program once on nothing (a zero count, empty queues), so that whichever
-        path a stream later takes compiles nothing; the state it donates comes back as it was.
-        """
-        example, with_aux = self._input
-        queues, heads, lengths = self._state
-        for size in self.sizes:
-            piece = {"h": np.zeros((size, *example.shape[1:]), example.dtype)}
-            if with_aux:
-                piece["aux"] = np.zeros(size, np.int32)
-            args = jax.device_put((piece, np.int32(0), np.int32(0)))
-            if size == self.batch_size:
-                queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
-                queues = (queue, *queues[1:])
-            dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads,
-                                                          lengths, *args)
-            queues = self._with_dests(queues, 0, dests)
-            for k in range(self.num_queues):
-                dests, heads, lengths, _, _ = self._step_fns[k, size](
-                    queues[k], self._dests(queues, k), heads, lengths)
-                queues = self._with_dests(queues, k, dests)
-        self._state = [queues, heads, lengths]
-
-    def _dests(self, queues, k: int) -> tuple:
-        return tuple(queues[j] for j in self.destinations[k])
-
-    def _with_dests(self, queues, k: int, dests) -> tuple:
-        """``queues`` with those a step of queue k returned in place of the ones it took."""
-        queues = list(queues)
-        for j, queue in zip(self.destinations[k], dests, strict=True):
-            queues[j] = queue
-        return tuple(queues)
+        # Passed to every step program (a subclass's policy argument); see _set_params.
+        self._params = None
+        self._make_programs()
 
     def push(self, x, aux=None) -> range:
         """Queues ``x [n, ...]`` (and ``aux int32 [n]``) for the stream; returns their ids.
@@ -300,14 +178,15 @@ class StreamDriver:
             else self.batch_size
         x, aux, count = self._backlog.take(min(limit, size), size, example, with_aux)
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}
-        # Explicit, so host pieces and device chunks reach the program as the same argument
-        # types (one jit cache entry) and a transfer guard sees every copy the engine makes.
-        args = jax.device_put((piece, np.int32(count), np.int32(self._fed)))
+        # Explicit and committed, so host pieces and device chunks reach the program as the
+        # same argument types (one jit cache entry) and a transfer guard sees every copy.
+        args = self._put((piece, np.int32(count), np.int32(self._fed)))
         self._fed += count
         queues, heads, lengths = self._state
         known = np.zeros(self.num_queues, np.int64)
         if direct:
-            outputs = self._direct_fn(self._dests(queues, 0), heads, lengths, *args)
+            outputs = self._direct_fn(self._dests(queues, 0), heads, lengths, *args,
+                                      self._params)
             self._finish_step(0, count, known, *outputs)
             return
         queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
@@ -326,7 +205,7 @@ class StreamDriver:
         known[k] = -take
         step = self._step_fns[k, fitting_size(self.sizes, take)]
         self._finish_step(k, take, known, *step(queues[k], self._dests(queues, k), heads,
-                                                 lengths))
+                                                 lengths, self._params))
 
     def _finish_step(self, k, take, known, dests, heads, lengths, ids, emitted) -> None:
         self._state = [self._with_dests(self._state[0], k, dests), heads, lengths]
@@ -391,9 +270,3 @@ class StreamDriver:
         if num_examples is not None and self._pushed != num_examples:
             raise ValueError(f"num_examples={num_examples} but the input held {self._pushed}")
         return assemble(self.pop_emitted(), self._pushed, self._empty)
-
-    def cache_size(self) -> int:
-        """Compiled programs held: a step and a direct feed per queue and partial size, plus
-        the feed, per input kind seen."""
-        return (self._feed_fn._cache_size() + self._direct_fn._cache_size()
-                + sum(f._cache_size() for f in self._step_fns.values()))

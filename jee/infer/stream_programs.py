@@ -1,0 +1,181 @@
+"""The compiled programs of the streaming driver (:mod:`jee.infer.stream_driver`).
+
+:class:`StreamPrograms` holds what runs on the device: the feed of a piece into queue 0, a step
+per queue and partial size (take rows from its ring, run the subclass's kernel, append the
+survivors to the queues they go to) and the direct feed (a piece run as queue 0's step
+without passing through its ring). It builds the device state for a kind of input and runs
+every program once on nothing, so that no later path of the stream compiles. The driver
+decides which program runs next.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jee.infer.policy_args import argument_signature
+from jee.infer.stream_sched import Specs, ring_append, ring_take
+
+
+def int_rows(batch: int) -> jax.ShapeDtypeStruct:
+    """The spec of a per-row int32 field (ids, aux, bit masks) of ``batch`` rows."""
+    return jax.ShapeDtypeStruct((batch,), jnp.int32)
+
+
+
+
+class StreamPrograms:
+    """Mixin of :class:`~jee.infer.stream_driver.StreamDriver`: its compiled programs, their
+    state on the device and the hooks a subclass fills in (see the module doc)."""
+
+    def _make_programs(self) -> None:
+        # Every argument is committed to this device: jit compiles a program apart for
+        # uncommitted arrays (host pieces, fresh state) and committed ones (device chunks,
+        # outputs of programs given committed inputs), which would compile mid-stream.
+        self.device = jax.devices()[0]
+        # The lengths are not donated: the host may still read a program's back later.
+        self._feed_fn = jax.jit(self._feed, donate_argnums=(0,))
+        self._step_fns = {(k, size): jax.jit(functools.partial(self._step, k, size),
+                                             donate_argnums=(1, 2))
+                          for k in range(self.num_queues) for size in self.sizes}
+        # One program per size: the direct feed's size is its piece's.
+        self._direct_fn = jax.jit(self._direct, donate_argnums=(0, 1))
+
+    # Subclass hooks.
+    def _destinations(self, k: int) -> Sequence[int]:
+        raise NotImplementedError
+
+    def _queue_specs(self, example: jax.ShapeDtypeStruct, with_aux: bool
+                     ) -> tuple[list[Specs], Specs]:
+        """(fields of each queue, values emitted), as ``[batch, ...]`` shapes."""
+        raise NotImplementedError
+
+    def _kernel(self, k: int, rows: dict[str, jax.Array], params):
+        """``(leave bool [b], exit, values, sends)`` for a batch of queue k, given the
+        ``params`` of :meth:`_set_params`: ``exit`` is None (every row leaves at
+        :meth:`_queue_exit`) or int32 ``[b]``, one per row; ``sends`` maps a destination j to
+        ``(rows for queue j, bool [b] which go there)``."""
+        raise NotImplementedError
+
+    def _queue_exit(self, k: int) -> int:
+        """The exit of every row a step of queue k emits, when its kernel gives no per-row one."""
+        return k
+
+    # Compiled programs.
+    def _feed(self, queue, heads, lengths, piece, count, first_id):
+        self.traces += 1
+        rows, valid = self._piece_rows(piece, count, first_id)
+        queue, length = ring_append(queue, heads[0], lengths[0], rows, valid)
+        return queue, lengths.at[0].set(length)
+
+    def _step(self, k, size, source, dests, heads, lengths, params):
+        self.traces += 1
+        rows, valid, take = ring_take(source, heads[k], lengths[k], size)
+        heads = heads.at[k].set((heads[k] + take) % self.capacity)
+        lengths = lengths.at[k].add(-take)
+        return self._advance(k, rows, valid, dests, heads, lengths, params)
+
+    def _direct(self, dests, heads, lengths, piece, count, first_id, params):
+        # A feed into an empty queue 0 and its step in one program: the piece never passes
+        # through queue 0's buffer.
+        self.traces += 1
+        rows, valid = self._piece_rows(piece, count, first_id)
+        return self._advance(0, rows, valid, dests, heads, lengths, params)
+
+    def _piece_rows(self, piece, count, first_id):
+        """A fed piece as queue rows (ids in arrival order) and which of them are real."""
+        slots = jnp.arange(piece["h"].shape[0], dtype=jnp.int32)
+        return dict(piece, ids=first_id + slots), slots < count
+
+    def _advance(self, k, rows, valid, dests, heads, lengths, params):
+        leave, exits, values, sends = self._kernel(k, rows, params)
+        ids = jnp.where(valid & leave, rows["ids"], -1)
+        new_dests = []
+        for j, queue in zip(self.destinations[k], dests, strict=True):
+            sent, goes = sends[j]
+            queue, length = ring_append(queue, heads[j], lengths[j], sent, valid & goes)
+            lengths = lengths.at[j].set(length)
+            new_dests.append(queue)
+        return tuple(new_dests), heads, lengths, ids, (exits, values)
+
+    # Host side.
+    def _init(self, key) -> None:
+        example, with_aux = key
+        specs, values = self._queue_specs(example, with_aux)
+        self._empty = {name: jax.ShapeDtypeStruct(s.shape[1:], s.dtype)
+                       for name, s in values.items()}
+        # Zeros made on the host and copied over: jnp.zeros would compile a program per shape.
+        queues = tuple({name: np.zeros((self.capacity, *s.shape[1:]), s.dtype)
+                        for name, s in {**fields, "ids": int_rows(self.batch_size)}.items()}
+                       for fields in specs)
+        heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
+        self._state, self._input = self._put([queues, heads, lengths]), key
+        self._bounds.clear()
+        self._compile_all()
+
+    def _compile_all(self) -> None:
+        """Runs every program once on nothing (a zero count, empty queues), so that whichever
+        path a stream later takes compiles nothing; the state it donates comes back as it was.
+        """
+        try:
+            self._state = self._run_all_on_nothing()
+        except BaseException:
+            # Buffers donated to a failed program are gone: the next push starts afresh.
+            self._state = self._input = None
+            raise
+
+    def _run_all_on_nothing(self) -> list:
+        example, with_aux = self._input
+        queues, heads, lengths = self._state
+        for size in self.sizes:
+            piece = {"h": np.zeros((size, *example.shape[1:]), example.dtype)}
+            if with_aux:
+                piece["aux"] = np.zeros(size, np.int32)
+            args = self._put((piece, np.int32(0), np.int32(0)))
+            if size == self.batch_size:
+                queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
+                queues = (queue, *queues[1:])
+            dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads,
+                                                          lengths, *args, self._params)
+            queues = self._with_dests(queues, 0, dests)
+            for k in range(self.num_queues):
+                dests, heads, lengths, _, _ = self._step_fns[k, size](
+                    queues[k], self._dests(queues, k), heads, lengths, self._params)
+                queues = self._with_dests(queues, k, dests)
+        return [queues, heads, lengths]
+
+    def _dests(self, queues, k: int) -> tuple:
+        return tuple(queues[j] for j in self.destinations[k])
+
+    def _with_dests(self, queues, k: int, dests) -> tuple:
+        """``queues`` with those a step of queue k returned in place of the ones it took."""
+        queues = list(queues)
+        for j, queue in zip(self.destinations[k], dests, strict=True):
+            queues[j] = queue
+        return tuple(queues)
+
+    def _set_params(self, params) -> None:
+        """Makes ``params`` (a pytree) the argument of every step program from now on; as on
+        the first push, programs for a new structure or shapes are compiled at once."""
+        params = self._put(params)
+        new = argument_signature(params) != argument_signature(self._params)
+        if new and self._state is not None and self.in_flight():
+            raise RuntimeError("flush() the engine before giving it a policy of another "
+                               "structure: rows are in flight")
+        self._params = params
+        if new and self._state is not None:
+            self._compile_all()
+
+    def _put(self, tree):
+        """``tree`` on the engine's device, committed (see ``_make_programs``)."""
+        return jax.device_put(tree, self.device)
+
+    def cache_size(self) -> int:
+        """Compiled programs held: a step and a direct feed per queue and partial size, plus
+        the feed, per input kind seen."""
+        return (self._feed_fn._cache_size() + self._direct_fn._cache_size()
+                + sum(f._cache_size() for f in self._step_fns.values()))
