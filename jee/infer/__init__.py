@@ -15,13 +15,16 @@ return ``(exit_index int32 [B], logits_at_exit float32 [B, C])``:
 :mod:`~jee.infer.stream` keeps a queue of survivors per segment (or per span of segments,
 planned by :mod:`~jee.infer.stream_plan`) and runs every queue on full batches across input
 batches; :mod:`~jee.infer.stream_driver` is the machinery it shares with
-:mod:`~jee.infer.stream_cascade` (network selection), :mod:`~jee.infer.stream_sched` its
+:mod:`~jee.infer.stream_cascade` (network selection), :mod:`~jee.infer.stream_programs` its
+compiled programs, :mod:`~jee.infer.stream_sched` its
 queues and schedulers, :mod:`~jee.infer.stream_lengths` the host's bounds on the queue lengths
 (so steps are queued without waiting for each other), and :mod:`~jee.infer.server` serves
 requests through either.
 
 :mod:`~jee.infer.cascade` applies the bucketed re-batching to network selection, where the
-"segments" are whole models and a routing policy may jump over some of them.
+"segments" are whole models and a routing policy may jump over some of them; the cascade
+engines take the policy as an argument of their programs (:mod:`~jee.infer.policy_args`), so
+another operating point of the same structure compiles nothing.
 
 :mod:`~jee.infer.ladder` builds bucket ladders, :mod:`~jee.infer.synthetic` a policy replaying
 pre-assigned exits, :mod:`~jee.infer.compiles` counts compilations and
