@@ -58,6 +58,10 @@ flags.DEFINE_bool("cpu_async_dispatch", False, "Benchmark on the CPU backend: le
                   "independent programs concurrently (its default). Off, one program runs at "
                   "a time, as on a GPU stream, so that whole passes and the segments timed "
                   "alone for the ideal by time are measured alike.")
+flags.DEFINE_bool("keep_host_memory", True, "Benchmark: keep freed host memory in the process "
+                  "(glibc mallopt), so that XLA:CPU programs do not page-fault their scratch "
+                  "memory in again on every call (see jee/host_memory.py); off: glibc's "
+                  "default, recorded as such.")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["config"])
 
@@ -89,6 +93,10 @@ def main(argv):
 
         # Read when the CPU client is made, so before anything touches a device.
         jax.config.update("jax_cpu_enable_async_dispatch", FLAGS.cpu_async_dispatch)
+        if FLAGS.keep_host_memory:
+            from jee.host_memory import keep_host_memory
+
+            keep_host_memory()
     cli.start_distributed(FLAGS)
     # After distributed start-up: these touch devices.
     from jee.evaluation import commands

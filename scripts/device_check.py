@@ -432,9 +432,13 @@ def _log(message: str) -> None:
 def device_info() -> dict:
     import jax
 
+    from jee.host_memory import keep_host_memory
+
     devices = jax.devices()
     info = {
         "backend": jax.default_backend(),
+        # Before anything is timed: see jee/host_memory.py.
+        "host_memory": keep_host_memory(),
         "device_kind": devices[0].device_kind,
         "device_count": jax.device_count(),
         "local_device_count": jax.local_device_count(),

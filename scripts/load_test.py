@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jee import data as data_lib  # noqa: E402
 from jee.config import load_config  # noqa: E402
+from jee.host_memory import host_memory, keep_host_memory  # noqa: E402
 from jee.infer.benchmark import masked_exit_fractions  # noqa: E402
 from jee.infer.bucketed import BucketedEngine  # noqa: E402
 from jee.infer.compiles import CompileCounter  # noqa: E402
@@ -90,6 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--stream_plan", choices=("auto", "none"), default="auto",
                    help="auto: segments share a queue where few examples leave between "
                    "them, planned from validation's exit fractions; none: one per segment")
+    p.add_argument("--keep_host_memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep freed host memory in the process (jee/host_memory.py)")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -269,6 +272,7 @@ def make_servers(mode, net, args, spans):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    memory = keep_host_memory() if args.keep_host_memory else host_memory()
     config = load_config(args.config)
     net = build_network(config, args)
     segments, full, policy, x, aux, policy_name, plan = net
@@ -311,6 +315,7 @@ def main(argv=None) -> dict:
             results[mode][phase] = out
     report = {
         "config": args.config, "policy": policy_name, "backend": jax.default_backend(),
+        "host_memory": memory,
         "device": str(jax.devices()[0]), "batch_size": args.batch_size,
         "max_wait_ms": args.max_wait_ms, "clients": args.clients, "requests": args.requests,
         "gc_frozen_objects": gc.get_freeze_count(),

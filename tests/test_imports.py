@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "jee")
 FLOORS = [
     ("jee.config", "jee.workdir", "jee.checkpoint", "jee.errors",
      "jee.sharding", "jee.losses", "jee.confidence_stage", "jee.optim", "jee.metrics_log",
-     "jee.tensorboard_log",
+     "jee.tensorboard_log", "jee.host_memory",
      "jee.data", "jee.models"),
     ("jee.infer", "jee.policy", "jee.cascade", "jee.scoring"),
     ("jee.runs", "jee.train_lib", "jee.outputs"),

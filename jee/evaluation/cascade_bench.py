@@ -38,6 +38,7 @@ from jee.cascade.paired import policy_from_pick
 from jee.cascade.sweeps import cascade_report, operating_points
 from jee.evaluation.cascade_inputs import cascade_inputs, restore_member
 from jee.evaluation.options import BenchmarkOptions
+from jee.host_memory import host_memory
 from jee.infer.benchmark import arrival_chunks, stream_counts, unpad
 from jee.infer.cascade import CascadeEngine, MaskedCascadeEngine
 from jee.infer.stream_cascade import StreamCascadeEngine
@@ -208,6 +209,7 @@ def run(config, options: BenchmarkOptions, out: str) -> dict:
               "batch_size": options.batch_size,
               "ladder": list(ladder), "backend": jax.default_backend(),
               "cpu_async_dispatch": jax.config.read("jax_cpu_enable_async_dispatch"),
+              "host_memory": host_memory(),
               "repeats": options.repeats, **results}
     if is_writer():
         _print(record)

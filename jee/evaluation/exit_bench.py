@@ -27,6 +27,7 @@ import numpy as np
 from jee import data as data_lib
 from jee.evaluation.exit_report import exit_data_by_split
 from jee.evaluation.options import BenchmarkOptions
+from jee.host_memory import host_memory
 from jee.infer.benchmark import dataset_benchmark, masked_exit_fractions, run_benchmark
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits
 from jee.models import split
@@ -170,6 +171,7 @@ def run(config, options: BenchmarkOptions, out: str | None, config_name: str = "
         "ladder": list(ladder),
         "backend": jax.default_backend(),
         "cpu_async_dispatch": jax.config.read("jax_cpu_enable_async_dispatch"),
+        "host_memory": host_memory(),
         "devices": jax.device_count(),
         "ideal_speedup": result.pop("ideal_speedup"),
         "agreement": result.pop("agreement"),

@@ -1,0 +1,45 @@
+"""jee.host_memory: after keep_host_memory(), a large block freed and allocated again is not
+page-faulted in again; under glibc's default it is, page by page (the kernel's own count)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from jee.host_memory import KEPT, keep_host_memory
+
+MIB = 64
+# Allocate and free a 64 MiB block (above glibc's largest mmap threshold) six times, and
+# print the page faults of the last five; the first may fault wherever the block lands.
+CYCLES = f"""
+import resource, sys
+import numpy as np
+sys.path.insert(0, {sys.path[0]!r})
+if sys.argv[1] == "keep":
+    from jee.host_memory import keep_host_memory
+    print(keep_host_memory(), file=sys.stderr)
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.ones({MIB} << 20, np.uint8)  # written, so every page is touched
+    del block
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[1:]) // 5)
+"""
+
+
+def faults_per_cycle(setting: str) -> int:
+    out = subprocess.run([sys.executable, "-c", CYCLES, setting], capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def test_kept_memory_is_reused_without_page_faults():
+    if keep_host_memory() != KEPT:
+        pytest.skip("not glibc: the allocator is left as it is")
+    # glibc's default: the block is mapped afresh and faulted in every time, at least once
+    # per 2 MiB (transparent huge pages; once per 4 KiB without them).
+    default = faults_per_cycle("default")
+    assert default >= MIB // 2
+    # Kept: the heap block is reused, nothing faults.
+    assert faults_per_cycle("keep") <= min(4, default // 10)
