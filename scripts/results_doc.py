@@ -67,10 +67,13 @@ def _pct(x):
 
 def _dispatch(record) -> str:
     """How the CPU ran the benchmark's programs (files from before the setting existed ran
-    JAX's default, concurrently)."""
+    JAX's default, concurrently) and whether freed host memory was kept in the process
+    (``jee/host_memory.py``; files from before it ran glibc's default)."""
     if record.get("backend", "cpu") != "cpu":
         return "-"
-    return "concurrent" if record.get("cpu_async_dispatch", True) else "one at a time"
+    dispatch = "concurrent" if record.get("cpu_async_dispatch", True) else "one at a time"
+    kept = record.get("host_memory", "").startswith("kept")
+    return f"{dispatch}, {'memory kept' if kept else 'glibc default malloc'}"
 
 
 def _plot(eval_dir: str, docs: str, name: str, label: str) -> list[str]:
@@ -176,7 +179,7 @@ def curve_comparison(runs: str) -> list[str]:
 def benchmark_table(runs: str) -> list[str]:
     out = ["| network | batch | ladder | ideal speed-up | bucketed speed-up | efficiency | "
            "host speed-up | eager images/s | bucketed images/s | bucketed / eager | "
-           "recompiles | agreement | CPU programs |",
+           "recompiles | agreement | CPU programs, host memory |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, name, label in BENCHMARKS:
         path = os.path.join(runs, run, "eval", name)
@@ -211,7 +214,7 @@ def stream_table(runs: str) -> list[str]:
     """The dataset sections: whole passes, input arriving in chunks of the batch and of 8."""
     out = ["| network | images | batch | ideal by MACs | ideal by time | mode | arrival | "
            "images/s | speed-up | efficiency by time | of the zero-overhead time | agreement | "
-           "recompiles | CPU programs |", "|---" * 14 + "|"]
+           "recompiles | CPU programs, host memory |", "|---" * 14 + "|"]
     for run, name, label in STREAM_BENCHMARKS:
         path = os.path.join(runs, run, "eval", name)
         if not os.path.exists(path):
@@ -363,9 +366,13 @@ def main() -> None:
               "each segment made in every round of the modes' passes, so that drift during "
               "the run hits the ideal and the passes alike. CPU programs: "
               "one at a time (`evaluate.py --benchmark`'s default on the CPU, as a GPU runs "
-              "its stream) or concurrently (JAX's default). A stream's segments per queue in "
-              "brackets: `[1+2]` runs segment 0 alone and segments 1-2 as one step, as "
-              "planned from validation's exit fractions; `stream_per_segment` is the stream "
+              "its stream) or concurrently (JAX's default); host memory: kept in the process "
+              "(the default since `jee/host_memory.py`) or glibc's default malloc, under "
+              "which every call of a program with more than 32 MiB of scratch memory, such as "
+              "the plain network at batch 256, page-faults all of it in again. A stream's "
+              "segments per queue in brackets: `[1+2]` runs segment 0 alone and segments "
+              "1-2 as one step, as planned from validation's exit fractions; "
+              "`stream_per_segment` is the stream "
               "with a queue per segment, in the same run. Of the zero-overhead time: the pass "
               "that runs every segment at its own measured time on the examples reaching it "
               "and nothing else, over the mode's pass; the efficiency by time without the "
