@@ -26,8 +26,6 @@ def int_rows(batch: int) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((batch,), jnp.int32)
 
 
-
-
 class StreamPrograms:
     """Mixin of :class:`~jee.infer.stream_driver.StreamDriver`: its compiled programs, their
     state on the device and the hooks a subclass fills in (see the module doc)."""
