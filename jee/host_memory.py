@@ -1,12 +1,12 @@
 """Keeps freed host memory in the process, so XLA:CPU programs do not page-fault every call.
 
 XLA's CPU runtime allocates each program's temporary buffer with ``malloc`` on every call.
-glibc serves a block above its mmap threshold (32 MiB at most) with a fresh ``mmap`` and
-unmaps it on ``free``, so every call of a program with that much scratch memory page-faults
-all of it in again. On the 2-core CPU the plain ResNet-20 (Fashion-MNIST) at batch 256 took
-9,415 page faults (37 MiB) per call, 62 against 55 ms; its segments, each under the threshold,
-took none. Timed as they are by default, CPU benchmarks charge the plain network for faults the
-early-exit segments avoid, which flatters early exit, and the stream's ideal by time.
+glibc serves a block above its mmap threshold (32 MiB at most) with a fresh ``mmap`` and unmaps
+it on ``free``, so every call of a program with that much scratch memory page-faults all of it
+in again. On the 2-core CPU the plain ResNet-20 (Fashion-MNIST) at batch 256 took 9,415 page
+faults (37 MiB) per call, 62 against 55 ms; its first segment, under the threshold, took 4.
+Timed as they are by default, CPU benchmarks charge the plain network for faults the early-exit
+segments avoid, which flatters early exit, and the stream's ideal by time.
 
 :func:`keep_host_memory` tells glibc (``mallopt``) to serve every block from its heap and never
 give the heap back, so the same memory is reused without faults, as accelerator runtimes and
