@@ -28,7 +28,9 @@ def int_rows(batch: int) -> jax.ShapeDtypeStruct:
 
 class StreamPrograms:
     """Mixin of :class:`~jee.infer.stream_driver.StreamDriver`: its compiled programs, their
-    state on the device and the hooks a subclass fills in (see the module doc)."""
+    state on the device and the hooks a subclass fills in (see the module doc). ``device``:
+    where the programs run and every argument they are given is committed (the first of
+    ``jax.devices()``)."""
 
     def _make_programs(self) -> None:
         # Every argument is committed to this device: jit compiles a program apart for
