@@ -567,7 +567,6 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     import numpy as np
 
     from jee.infer.benchmark import stream_counts
-    from jee.infer.compiles import CompileCounter
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
     from jee.infer.stream_plan import plan_spans
@@ -578,6 +577,8 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         repeated,
         single_calls,
         split_times,
+        time_rounds,
+        warm_up,
     )
 
     n = s.dataset_batches * batch
@@ -629,31 +630,19 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     stats, outputs = {}, {}
     for name, run in passes.items():
         before = stream_counts(engines[name]) if name in engines else None
-        with CompileCounter() as warm:
-            start = time.perf_counter()
-            outputs[name] = run()
-            first = time.perf_counter() - start
-        stats[name] = {"first_pass_s": first, "compiles_at_warmup": warm.count,
-                       "times": [], "recompiles_after_warmup": 0}
+        outputs[name], first, compiles = warm_up(run, ())
+        stats[name] = {"first_pass_s": first, "compiles_at_warmup": compiles}
         if name in engines:
             stats[name].update(stream_counts(engines[name], since=before))
-    # The single calls the ideal is made of join every round, drifting with the passes.
-    call_times = [[] for _ in calls]
-    for i, call in enumerate(calls):
-        passes[f"call {i}"] = repeated(call, CALLS_PER_ROUND)
-    # Passes interleaved, so the comparison is taken under the same machine conditions.
-    for _ in range(max(1, s.stream_repeats)):
-        for name, run in passes.items():
-            with CompileCounter() as steady:
-                start = time.perf_counter()
-                run()
-                took = time.perf_counter() - start
-            if name.startswith("call "):
-                call_times[int(name[5:])].append(took / CALLS_PER_ROUND)
-                continue
-            stats[name]["times"].append(took)
-            stats[name]["recompiles_after_warmup"] += steady.count
-    full_s, segment_s, hop_s = split_times(np.median(call_times, axis=1), num_segments)
+    # Passes interleaved, so the comparison is taken under the same machine conditions; the
+    # single calls the ideal is made of join every round, drifting with the passes.
+    times, recompiles = time_rounds(
+        [(run, ()) for run in passes.values()]
+        + [(repeated(call, CALLS_PER_ROUND), ()) for call in calls], max(1, s.stream_repeats))
+    for i, name in enumerate(passes):
+        stats[name].update(times=times[:, i], recompiles_after_warmup=recompiles[i])
+    full_s, segment_s, hop_s = split_times(
+        np.median(times[:, len(passes):], axis=0) / CALLS_PER_ROUND, num_segments)
     ideal_s, by_time = ideal_by_time(full_s, segment_s, reach)
 
     modes, agreements = {}, []
