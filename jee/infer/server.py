@@ -34,7 +34,7 @@ import numpy as np
 
 from jee.infer.stream_cascade import StreamCascadeEngine
 from jee.infer.stream_driver import StreamDriver
-from jee.infer.stream_sched import read_pages
+from jee.infer.stream_sched import read_rows
 
 _STOP = object()  # the close() sentinel in the request queue
 
@@ -266,9 +266,8 @@ class Server(_WorkerServer):
         if not pages:
             return
         self.stats["collects"] += 1
-        for rows, exits, page_values in read_pages(pages):
-            if not rows.size:
-                continue
+        rows, exits, values = read_rows(pages)
+        if rows.size:
             # Requests hold consecutive ids, and _open keeps them in id order.
             firsts = np.fromiter(self._open.keys(), np.int64, len(self._open))
             owners = np.searchsorted(firsts, rows, side="right") - 1
@@ -277,7 +276,7 @@ class Server(_WorkerServer):
                 request = self._open[int(firsts[owner])]
                 local = rows[mine] - request.first
                 request.exit[local] = exits[mine]
-                for name, v in page_values.items():
+                for name, v in values.items():
                     if name not in request.values:
                         request.values[name] = np.empty((request.exit.shape[0], *v.shape[1:]),
                                                         v.dtype)

@@ -87,14 +87,14 @@ class StreamDriver(StreamPrograms):
         self._backlog = Backlog()
         self._pages: list[Emitted] = []
         self._input = None  # (example spec [batch, ...], with_aux) the state was built for
-        self._state = None  # (queues, heads [Q], lengths [Q]) on device
+        # On device: queues, heads [Q], lengths [Q] and the rows fed so far (the next id).
+        self._state = None
         self._empty = dict(self.NO_VALUES)  # per-row shapes of the values, for empty results
-        # Bounds on the device's queue lengths, read back only when a choice needs them.
-        self._bounds = LengthBounds(num_queues)
-        self._pushed = self._fed = 0
-        # Passed to every step program (a subclass's policy argument); see _set_params.
-        self._params = None
+        self._params = None  # passed to every step program (a policy); see _set_params
         self._make_programs()
+        # Bounds on the device's queue lengths, read back only when a choice needs them.
+        self._bounds = LengthBounds(num_queues, host_memory=self.device.platform == "cpu")
+        self._pushed = 0
 
     def push(self, x, aux=None) -> range:
         """Queues ``x [n, ...]`` (and ``aux int32 [n]``) for the stream; returns their ids.
@@ -140,9 +140,9 @@ class StreamDriver(StreamPrograms):
         """The queues as the scheduler sees them; ``exact``: the lengths read back first."""
         if exact:
             self._bounds.read_all()
-        return QueueView(tuple(int(n) for n in self._bounds.low), self._backlog.rows,
+        return QueueView(tuple(self._bounds.low.tolist()), self._backlog.rows,
                          self.batch_size, self.capacity, self.destinations, force,
-                         tuple(int(n) for n in self._bounds.high))
+                         tuple(self._bounds.high.tolist()))
 
     def step(self, force: bool = False) -> bool:
         """Runs what the scheduler picks (a queue's batch or a feed); False if it picks nothing.
@@ -180,17 +180,17 @@ class StreamDriver(StreamPrograms):
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}
         # Explicit and committed, so host pieces and device chunks reach the program as the
         # same argument types (one jit cache entry) and a transfer guard sees every copy.
-        args = self._put((piece, np.int32(count), np.int32(self._fed)))
-        self._fed += count
-        queues, heads, lengths = self._state
+        args = self._put_piece(piece), self._count(count)
+        queues, heads, lengths, fed = self._state
         known = np.zeros(self.num_queues, np.int64)
         if direct:
-            outputs = self._direct_fn(self._dests(queues, 0), heads, lengths, *args,
-                                      self._params)
+            *outputs, fed = self._direct_fn(self._dests(queues, 0), heads, lengths, fed,
+                                            *args, self._params)
+            self._state[3] = fed
             self._finish_step(0, count, known, *outputs)
             return
-        queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
-        self._state = [(queue, *queues[1:]), heads, lengths]
+        queue, lengths, fed = self._feed_fn(queues[0], heads, lengths, fed, *args)
+        self._state = [(queue, *queues[1:]), heads, lengths, fed]
         known[0] = count
         self._bounds.account(lengths, known, np.zeros_like(known))
 
@@ -199,7 +199,7 @@ class StreamDriver(StreamPrograms):
         bounds = self._bounds
         while bounds.low[k] < self.batch_size and bounds.low[k] != bounds.high[k]:
             bounds.read_oldest()
-        queues, heads, lengths = self._state
+        queues, heads, lengths, _ = self._state
         take = min(self.batch_size, int(bounds.low[k]))
         known = np.zeros(self.num_queues, np.int64)
         known[k] = -take
@@ -208,7 +208,7 @@ class StreamDriver(StreamPrograms):
                                                  lengths, self._params))
 
     def _finish_step(self, k, take, known, dests, heads, lengths, ids, emitted) -> None:
-        self._state = [self._with_dests(self._state[0], k, dests), heads, lengths]
+        self._state[:3] = self._with_dests(self._state[0], k, dests), heads, lengths
         exits, values = emitted
         self._pages.append(Emitted(self._queue_exit(k) if exits is None else exits, ids,
                                    values))
@@ -242,7 +242,9 @@ class StreamDriver(StreamPrograms):
         """Restarts ids at 0 and drops the emitted pages; the engine must be idle."""
         if self.in_flight():
             raise RuntimeError("reset() needs an idle engine; flush() the stream first")
-        self._pages, self._pushed, self._fed = [], 0, 0
+        self._pages, self._pushed = [], 0
+        if self._state is not None:
+            self._state[3] = self._put(np.int32(0))
 
     def _run(self, batches: Iterable, num_examples: int | None) -> dict[str, np.ndarray]:
         self.reset()

@@ -37,6 +37,9 @@ class StreamPrograms:
         # uncommitted arrays (host pieces, fresh state) and committed ones (device chunks,
         # outputs of programs given committed inputs), which would compile mid-stream.
         self.device = jax.devices()[0]
+        # A fed piece's count of real rows, one committed scalar per value: a transfer per
+        # feed costs the host more than the feed program's dispatch.
+        self._counts: dict[int, jax.Array] = {}
         # The lengths are not donated: the host may still read a program's back later.
         self._feed_fn = jax.jit(self._feed, donate_argnums=(0,))
         self._step_fns = {(k, size): jax.jit(functools.partial(self._step, k, size),
@@ -66,11 +69,11 @@ class StreamPrograms:
         return k
 
     # Compiled programs.
-    def _feed(self, queue, heads, lengths, piece, count, first_id):
+    def _feed(self, queue, heads, lengths, fed, piece, count):
         self.traces += 1
-        rows, valid = self._piece_rows(piece, count, first_id)
+        rows, valid = self._piece_rows(piece, count, fed)
         queue, length = ring_append(queue, heads[0], lengths[0], rows, valid)
-        return queue, lengths.at[0].set(length)
+        return queue, lengths.at[0].set(length), fed + count
 
     def _step(self, k, size, source, dests, heads, lengths, params):
         self.traces += 1
@@ -79,17 +82,18 @@ class StreamPrograms:
         lengths = lengths.at[k].add(-take)
         return self._advance(k, rows, valid, dests, heads, lengths, params)
 
-    def _direct(self, dests, heads, lengths, piece, count, first_id, params):
+    def _direct(self, dests, heads, lengths, fed, piece, count, params):
         # A feed into an empty queue 0 and its step in one program: the piece never passes
         # through queue 0's buffer.
         self.traces += 1
-        rows, valid = self._piece_rows(piece, count, first_id)
-        return self._advance(0, rows, valid, dests, heads, lengths, params)
+        rows, valid = self._piece_rows(piece, count, fed)
+        return (*self._advance(0, rows, valid, dests, heads, lengths, params), fed + count)
 
-    def _piece_rows(self, piece, count, first_id):
-        """A fed piece as queue rows (ids in arrival order) and which of them are real."""
+    def _piece_rows(self, piece, count, fed):
+        """A fed piece as queue rows (ids in arrival order, after the ``fed`` rows before it)
+        and which of them are real."""
         slots = jnp.arange(piece["h"].shape[0], dtype=jnp.int32)
-        return dict(piece, ids=first_id + slots), slots < count
+        return dict(piece, ids=fed + slots), slots < count
 
     def _advance(self, k, rows, valid, dests, heads, lengths, params):
         leave, exits, values, sends = self._kernel(k, rows, params)
@@ -113,7 +117,8 @@ class StreamPrograms:
                         for name, s in {**fields, "ids": int_rows(self.batch_size)}.items()}
                        for fields in specs)
         heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
-        self._state, self._input = self._put([queues, heads, lengths]), key
+        self._state = self._put([queues, heads, lengths, np.int32(0)])
+        self._input = key
         self._bounds.clear()
         self._compile_all()
 
@@ -130,23 +135,23 @@ class StreamPrograms:
 
     def _run_all_on_nothing(self) -> list:
         example, with_aux = self._input
-        queues, heads, lengths = self._state
+        queues, heads, lengths, fed = self._state
         for size in self.sizes:
             piece = {"h": np.zeros((size, *example.shape[1:]), example.dtype)}
             if with_aux:
                 piece["aux"] = np.zeros(size, np.int32)
-            args = self._put((piece, np.int32(0), np.int32(0)))
+            args = self._put(piece), self._count(0)
             if size == self.batch_size:
-                queue, lengths = self._feed_fn(queues[0], heads, lengths, *args)
+                queue, lengths, fed = self._feed_fn(queues[0], heads, lengths, fed, *args)
                 queues = (queue, *queues[1:])
-            dests, heads, lengths, _, _ = self._direct_fn(self._dests(queues, 0), heads,
-                                                          lengths, *args, self._params)
+            dests, heads, lengths, _, _, fed = self._direct_fn(
+                self._dests(queues, 0), heads, lengths, fed, *args, self._params)
             queues = self._with_dests(queues, 0, dests)
             for k in range(self.num_queues):
                 dests, heads, lengths, _, _ = self._step_fns[k, size](
                     queues[k], self._dests(queues, k), heads, lengths, self._params)
                 queues = self._with_dests(queues, k, dests)
-        return [queues, heads, lengths]
+        return [queues, heads, lengths, fed]
 
     def _dests(self, queues, k: int) -> tuple:
         return tuple(queues[j] for j in self.destinations[k])
@@ -173,6 +178,20 @@ class StreamPrograms:
     def _put(self, tree):
         """``tree`` on the engine's device, committed (see ``_make_programs``)."""
         return jax.device_put(tree, self.device)
+
+    def _put_piece(self, piece: dict) -> dict:
+        """A fed piece on the device: arrays already committed there pass as they are, as
+        ``device_put`` costs the host some 0.05-0.1 ms an array even when it copies nothing."""
+        return {name: x if isinstance(x, jax.Array) and x.committed
+                and x.devices() == {self.device} else self._put(x)
+                for name, x in piece.items()}
+
+    def _count(self, n: int) -> jax.Array:
+        """The device scalar ``int32(n)`` (``0 <= n <= batch_size``), put there once."""
+        count = self._counts.get(n)
+        if count is None:
+            count = self._counts[n] = self._put(np.int32(n))
+        return count
 
     def cache_size(self) -> int:
         """Compiled programs held: a step and a direct feed per queue and partial size, plus

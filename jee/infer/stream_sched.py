@@ -274,18 +274,17 @@ class Emitted(NamedTuple):
     values: dict[str, jax.Array]
 
 
-def read_pages(pages: Sequence[Emitted]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
-    """``(ids, exits, values)`` on the host for each page, its emitted rows only, read back in
-    one transfer."""
+def read_rows(pages: Sequence[Emitted]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(ids, exits, values)`` on the host: the emitted rows of ``pages`` in page order,
+    read back in one transfer and filtered once (a pass emits a page per step)."""
     ids, exits, values = jax.device_get(([p.ids for p in pages], [p.exit for p in pages],
                                          [p.values for p in pages]))
-    out = []
-    for page_ids, page_exits, page_values in zip(ids, exits, values, strict=True):
-        keep = page_ids >= 0
-        page_exits = np.broadcast_to(np.asarray(page_exits, np.int32), page_ids.shape)
-        out.append((page_ids[keep], page_exits[keep],
-                    {name: v[keep] for name, v in page_values.items()}))
-    return out
+    exits = np.concatenate([np.broadcast_to(np.asarray(e, np.int32), i.shape)
+                            for e, i in zip(exits, ids, strict=True)])
+    ids = np.concatenate(ids)
+    keep = ids >= 0
+    return (ids[keep], exits[keep],
+            {name: np.concatenate([v[name] for v in values])[keep] for name in values[0]})
 
 
 def assemble(pages: Sequence[Emitted], num_examples: int, empty: Specs) -> dict[str, np.ndarray]:
@@ -299,15 +298,13 @@ def assemble(pages: Sequence[Emitted], num_examples: int, empty: Specs) -> dict[
             raise RuntimeError(f"{num_examples} examples pushed but nothing emitted")
         return {"exit": np.zeros(0, np.int32),
                 **{name: np.zeros((0, *s.shape), s.dtype) for name, s in empty.items()}}
-    rows = read_pages(pages)
-    ids = np.concatenate([r[0] for r in rows])
+    ids, exits, values = read_rows(pages)
     if ids.size != num_examples or np.any(np.bincount(ids, minlength=num_examples) != 1):
         raise RuntimeError(f"expected ids 0..{num_examples - 1} emitted once each, got "
                            f"{ids.size} rows")
     out = {"exit": np.empty(num_examples, np.int32)}
-    out["exit"][ids] = np.concatenate([r[1] for r in rows])
-    for name in rows[0][2]:
-        stacked = np.concatenate([r[2][name] for r in rows])
+    out["exit"][ids] = exits
+    for name, stacked in values.items():
         out[name] = np.empty((num_examples, *stacked.shape[1:]), stacked.dtype)
         out[name][ids] = stacked
     return out
