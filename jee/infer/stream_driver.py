@@ -87,6 +87,7 @@ class StreamDriver(StreamPrograms):
         self._backlog = Backlog()
         self._pages: list[Emitted] = []
         self._input = None  # (example spec [batch, ...], with_aux) the state was built for
+        self._kind = None  # (shape[1:], dtype, with_aux) of the last push, of that spec
         # On device: queues, heads [Q], lengths [Q] and the rows fed so far (the next id).
         self._state = None
         self._empty = dict(self.NO_VALUES)  # per-row shapes of the values, for empty results
@@ -109,12 +110,17 @@ class StreamDriver(StreamPrograms):
                 aux = np.asarray(aux, np.int32)
             if aux.shape != x.shape[:1]:
                 raise ValueError(f"aux must be [{x.shape[0]}], got {aux.shape}")
-        dtype = jax.dtypes.canonicalize_dtype(x.dtype)
-        key = (jax.ShapeDtypeStruct((self.batch_size, *x.shape[1:]), dtype), aux is not None)
-        if key != self._input:
-            if self.in_flight():
-                raise ValueError(f"input {key} differs from the stream's {self._input}")
-            self._init(key)
+        # A server pushes many small chunks of one kind: the spec is built only for a new one.
+        kind = (x.shape[1:], x.dtype, aux is not None)
+        if kind != self._kind or self._input is None:
+            dtype = jax.dtypes.canonicalize_dtype(x.dtype)
+            key = (jax.ShapeDtypeStruct((self.batch_size, *x.shape[1:]), dtype),
+                   aux is not None)
+            if key != self._input:
+                if self.in_flight():
+                    raise ValueError(f"input {key} differs from the stream's {self._input}")
+                self._init(key)
+            self._kind = kind
         self._backlog.push(x, aux)
         ids = range(self._pushed, self._pushed + x.shape[0])
         self._pushed += x.shape[0]
