@@ -197,6 +197,25 @@ def test_every_transfer_is_explicit(synthetic, data):
     check(result, exits[:200], logits[:200])
 
 
+def test_device_chunks_of_a_batch_cost_no_transfer(synthetic, data):
+    """Fed device chunks of exactly a batch, a warm engine copies nothing to the device: no
+    per-feed scalars (the row count is a cached device scalar, the next id a device counter)."""
+    engine, exits, logits = synthetic
+    x, aux = data
+    device = jax.devices()[0]
+    batches = [jax.device_put((x[i:i + BATCH], aux[i:i + BATCH]), device)
+               for i in range(0, 3 * BATCH, BATCH)]
+    engine.run(batches)  # warm-up: compiles, and puts the counts it needs
+    engine.reset()
+    # run() returns its results as device arrays: the stream itself is guarded.
+    with jax.transfer_guard_host_to_device("disallow_explicit"):
+        for x_batch, aux_batch in batches:
+            engine.push(x_batch, aux_batch)
+        engine.flush()
+    out = assemble(engine.pop_emitted(), 3 * BATCH, {})
+    check((out["exit"], out["logits"]), exits[:3 * BATCH], logits[:3 * BATCH])
+
+
 def test_empty_input():
     engine = StreamEngine(dense_segments(0), ThresholdPolicy(), batch_size=4)
     exits, logits = engine.run([])

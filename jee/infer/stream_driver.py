@@ -250,7 +250,7 @@ class StreamDriver(StreamPrograms):
             raise RuntimeError("reset() needs an idle engine; flush() the stream first")
         self._pages, self._pushed = [], 0
         if self._state is not None:
-            self._state[3] = self._put(np.int32(0))
+            self._state[3] = self._count(0)
 
     def _run(self, batches: Iterable, num_examples: int | None) -> dict[str, np.ndarray]:
         self.reset()
