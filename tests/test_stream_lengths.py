@@ -32,8 +32,14 @@ def vec(*values):
     return np.asarray(values, np.int64)
 
 
-def test_bounds_by_hand():
-    b = LengthBounds(3)
+# Both ways of reading the lengths back: jax.device_get (an accelerator's) and the array as it
+# is (the CPU backend's, where device arrays live in host memory).
+READS = pytest.mark.parametrize("host_resident", [False, True])
+
+
+@READS
+def test_bounds_by_hand(host_resident):
+    b = LengthBounds(3, host_resident)
     # A feed of 16 rows into queue 0: known, nothing to read.
     b.account(on_device(16, 0, 0), vec(16, 0, 0), vec(0, 0, 0))
     assert b.exact and b.low.tolist() == b.high.tolist() == [16, 0, 0]
@@ -50,8 +56,9 @@ def test_bounds_by_hand():
         b.read_oldest()
 
 
-def test_bounds_read_oldest_first_and_count_drains():
-    b = LengthBounds(2)
+@READS
+def test_bounds_read_oldest_first_and_count_drains(host_resident):
+    b = LengthBounds(2, host_resident)
     b.account(on_device(0, 3), vec(0, 0), vec(0, 4))
     b.account(on_device(0, 5), vec(0, 0), vec(0, 4))
     assert b.low.tolist() == [0, 0] and b.high.tolist() == [0, 8]
@@ -61,8 +68,9 @@ def test_bounds_read_oldest_first_and_count_drains():
     assert b.low.tolist() == b.high.tolist() == [0, 5] and b.drains == 1
 
 
-def test_bounds_refuse_lengths_they_do_not_allow():
-    b = LengthBounds(2)
+@READS
+def test_bounds_refuse_lengths_they_do_not_allow(host_resident):
+    b = LengthBounds(2, host_resident)
     b.account(on_device(0, 5), vec(0, 0), vec(0, 4))  # at most 4 appended, 5 read back
     with pytest.raises(RuntimeError, match="outside the bounds"):
         b.read_oldest()

@@ -94,7 +94,7 @@ class StreamDriver(StreamPrograms):
         self._params = None  # passed to every step program (a policy); see _set_params
         self._make_programs()
         # Bounds on the device's queue lengths, read back only when a choice needs them.
-        self._bounds = LengthBounds(num_queues, host_memory=self.device.platform == "cpu")
+        self._bounds = LengthBounds(num_queues, host_resident=self.device.platform == "cpu")
         self._pushed = 0
 
     def push(self, x, aux=None) -> range:

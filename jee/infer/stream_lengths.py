@@ -33,11 +33,11 @@ class _Unread:
 class LengthBounds:
     """``low[k] <= length of queue k <= high[k]``, as of every program dispatched."""
 
-    def __init__(self, num_queues: int, host_memory: bool = False):
+    def __init__(self, num_queues: int, host_resident: bool = False):
         # On a device whose arrays live in host memory (the CPU backend) a read copies
         # nothing: no copy is started ahead, and the array is read as it is, which costs the
         # host a tenth of jax.device_get (about 5 against 50 us a read).
-        self._host_memory = host_memory
+        self._host_resident = host_resident
         self.low = np.zeros(num_queues, np.int64)
         self.high = np.zeros(num_queues, np.int64)
         self._read = np.zeros(num_queues, np.int64)  # after the last programs read back
@@ -80,7 +80,7 @@ class LengthBounds:
             raise RuntimeError("the queue lengths are exact: nothing to read")
         unread = self._unread.popleft()
         self.drains += unread.last == self._dispatched
-        lengths = np.asarray(unread.lengths if self._host_memory
+        lengths = np.asarray(unread.lengths if self._host_resident
                              else jax.device_get(unread.lengths), np.int64)
         self.reads += 1
         appended = lengths - self._read - unread.known
@@ -93,7 +93,7 @@ class LengthBounds:
         self._read = lengths
 
     def _prefetch(self, lengths: jax.Array) -> None:
-        if not self._host_memory:
+        if not self._host_resident:
             lengths.copy_to_host_async()
 
     def read_all(self) -> None:
