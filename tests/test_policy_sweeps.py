@@ -95,6 +95,29 @@ def test_budget_picks_most_accurate_setting_within_budget(report):
     assert all(r["feasible"] for r in table if r["budget"] == 0.6)
 
 
+def _row(name, accuracy, cost):
+    return {"name": name, "params": {"name": name}, "accuracy": accuracy, "relative_cost": cost,
+            "top5": accuracy, "speedup": 1 / cost, "exit_fractions": [1.0]}
+
+
+def test_budget_pick_under_crossfitting_needs_the_refit_to_fit_too():
+    # Out of fold, "a" is the most accurate within 0.8, but its refit on all of validation
+    # costs 1.078: the pick is "b", the best setting that fits both ways.
+    sweep = {"family": "f", "selection": "crossfit-5",
+             "val": [_row("a", 0.925, 0.78), _row("b", 0.922, 0.75), _row("c", 0.93, 0.9)],
+             "val_insample": [_row("a", 0.927, 1.078), _row("b", 0.923, 0.76),
+                              _row("c", 0.93, 0.9)],
+             "test": [_row("a", 0.92, 1.078), _row("b", 0.921, 0.74), _row("c", 0.93, 0.9)]}
+    pick = select_under_budget(sweep, 0.8)
+    assert pick["name"] == "b" and pick["test_relative_cost"] == 0.74
+    assert pick["val_insample_relative_cost"] == 0.76 and pick["val_relative_cost"] == 0.75
+    assert select_under_budget(sweep, 1.1)["name"] == "c"
+    assert select_under_budget(sweep, 0.7) is None
+    # In-sample sweeps (no refit rows) select on their validation rows alone.
+    del sweep["val_insample"]
+    assert select_under_budget(sweep, 0.8)["name"] == "a"
+
+
 def test_report_is_json_and_plots_are_written(report, tmp_path):
     assert json.loads(json.dumps(report)) == report
     curve_png = plot_accuracy_vs_cost(report, tmp_path / "acc_cost.png")

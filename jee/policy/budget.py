@@ -6,7 +6,10 @@ are what the budget buys. The converse, the cheapest setting reaching a validati
 gives a family's speed-up at a given accuracy loss. Selecting on test would overstate
 accuracy. Under cross-fitting (``jee.policy.crossfit``) a sweep's validation rows are
 out-of-fold figures, so a pick reads no example its policy was fitted on; the pick says so
-(``selection``) and puts the refit's in-sample validation figures beside them.
+(``selection``) and puts the refit's in-sample validation figures beside them. A budget pick
+must then fit both ways: the refit on all of validation is the policy reported on test, and
+it can behave unlike its folds' fits (a learned cascade policy near the send-everything
+regime cost 0.78 out of fold and 1.078 refitted, on validation and test alike).
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ def select_under_budget(sweep: dict[str, Any], budget: float) -> dict[str, Any] 
     "val_relative_cost", "test_accuracy", "test_top5", "test_relative_cost", "test_speedup",
     "test_exit_fractions"}`` (the val figures are the ones selected on: out-of-fold under
     cross-fitting, which adds ``val_insample_accuracy`` / ``val_insample_relative_cost``), or
-    None when no setting's validation cost fits the budget.
+    None when no setting's validation cost fits the budget (under cross-fitting, out of fold
+    and refitted).
     """
-    best = _best_on_val(sweep, lambda r: r["relative_cost"] <= budget + _COST_SLACK,
-                        lambda r: (r["accuracy"], -r["relative_cost"]))
+    insample = sweep.get("val_insample")
+
+    def fits(i, row):
+        refit = row if insample is None else insample[i]
+        return max(row["relative_cost"], refit["relative_cost"]) <= budget + _COST_SLACK
+
+    best = _best_on_val(sweep, fits, lambda r: (r["accuracy"], -r["relative_cost"]))
     return None if best is None else {**_pick(sweep, best), "budget": float(budget)}
 
 
@@ -35,14 +44,14 @@ def select_for_accuracy(sweep: dict[str, Any], min_accuracy: float) -> dict[str,
     """The cheapest setting of a sweep whose *validation* accuracy is at least
     ``min_accuracy`` (ties: the more accurate), reported like ``select_under_budget`` with
     ``min_accuracy`` in place of ``budget``; None when no setting is accurate enough."""
-    best = _best_on_val(sweep, lambda r: r["accuracy"] >= min_accuracy - _COST_SLACK,
+    best = _best_on_val(sweep, lambda i, r: r["accuracy"] >= min_accuracy - _COST_SLACK,
                         lambda r: (-r["relative_cost"], r["accuracy"]))
     return None if best is None else {**_pick(sweep, best), "min_accuracy": float(min_accuracy)}
 
 
 def _best_on_val(sweep: dict[str, Any], allowed, rank) -> int | None:
-    """Index of the validation row that ``allowed`` admits with the highest ``rank``."""
-    feasible = [i for i, row in enumerate(sweep["val"]) if allowed(row)]
+    """Index of the validation row that ``allowed(i, row)`` admits with the highest ``rank``."""
+    feasible = [i for i, row in enumerate(sweep["val"]) if allowed(i, row)]
     return max(feasible, key=lambda i: rank(sweep["val"][i])) if feasible else None
 
 
