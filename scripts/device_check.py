@@ -14,6 +14,13 @@ Writes ONE JSON file with these sections:
   in chunks of the batch size and of 8, against the plain backbone run batch by batch; the
   ideal speed-up by MACs (``1 / mean cost``) and by time (every segment timed alone at the
   batch size on real intermediate features, weighted by the fraction of examples reaching it).
+- ``inference`` and ``stream`` again, keys ``resnet50_batch_B``: the ImageNet EENet-50
+  (``configs/imagenet_resnet50.py``, 4 early exits, bf16, 224x224), random weights, the same
+  synthetic policy; compiled modes only (full, masked, bucketed, host), and the stream with
+  chunks of 8 also copied together on the host (``stream@8_assembled``) in place of the
+  2B-capacity variant. ResNet-110 on 32x32 images is launch-bound on a GPU (its
+  segments at batch 256 take longer one after another than the whole network); ResNet-50 on
+  224x224 is compute-bound, which is where early exit can turn saved FLOPs into time.
 - ``train``: the ResNet-50 bf16 train step (``configs/imagenet_resnet50.py``) with the
   config's exits and as the plain backbone (``model.num_exits=0``): images/s and MFU, XLA's
   flop count of the compiled step over its time and the device's peak dense bf16 FLOP/s.
@@ -64,6 +71,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 INFERENCE_MODES = ("full", "masked", "bucketed", "host", "eager", "per_example")
+# The large network's modes: the eager ones would time Python dispatch of ~170 ops an image.
+LARGE_MODES = ("full", "masked", "bucketed", "host")
+LARGE = "resnet50"  # the large network's items are keyed f"{LARGE}_batch_{B}"
 TRAIN_VARIANTS = ("exits", "plain")
 SECTIONS = ("device", "inference", "stream", "train")
 
@@ -98,7 +108,20 @@ NOTES = [
     "reads_per_pass: queue lengths read back; drains_per_pass: reads of the last program "
     "dispatched, nothing queued behind it (the device may idle until the next dispatch). "
     "stream_capacity_2B: the stream with 2 batches of room per queue instead of 3, which "
-    "reads the lengths after nearly every step.",
+    "reads the lengths after nearly every step. feed_sizes: the sizes of the pieces that "
+    "feed queue 0, [B] where pushed chunks are copied together into batches on the host, "
+    "powers of two where they go as pushed (a large batch on an accelerator); "
+    "stream@8_assembled (large network): the chunks of 8 copied together whatever their "
+    "size; assembled_per_pass: pieces copied together on the host. "
+    "upload_seconds_per_pass: the small chunks' uploads alone (jax.device_put of each, one "
+    "after another), a floor for stream@8 where the images are large.",
+    "agreement: exit and argmax equal to the masked mode's; exit_agreement: exits alone; "
+    "max_abs_logit_diff: at the examples whose exits agree. In bfloat16 separately compiled "
+    "segments round where one fused program need not, so random weights' near-tied logits "
+    "can flip the argmax while every exit agrees.",
+    "inference/resnet50_batch_B, stream/resnet50_batch_B: the same measurements on the large "
+    "network (settings.large_config, large_overrides), compiled inference modes only, and "
+    "stream@8_assembled in place of stream_capacity_2B.",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -290,6 +313,9 @@ class Settings:
     priors: dict = field(default_factory=dict)
     inference_config: str = "configs/cifar10_eenet110.py"
     train_config: str = "configs/imagenet_resnet50.py"
+    large_config: str = "configs/imagenet_resnet50.py"
+    large_batches: tuple[int, ...] = ()
+    large_overrides: dict = field(default_factory=dict)
     target_cost: float = 0.5
     dataset_batches: int = 8
     small_arrival: int = 8
@@ -299,7 +325,9 @@ def accelerator_settings() -> Settings:
     return Settings(scale="accelerator", batches=(256, 1024), repeats=10, eager_examples=8,
                     eager_repeats=2, stream_repeats=5, train_batch=256, train_warmup=2,
                     train_steps=10, train_overrides={"model.dtype": "bfloat16"},
-                    priors={"inference": 150.0, "stream": 60.0, "train": 100.0})
+                    large_batches=(256,), large_overrides={"model.dtype": "bfloat16"},
+                    priors={"inference": 150.0, "stream": 60.0, "train": 100.0,
+                            "large": 150.0})
 
 
 def cpu_settings() -> Settings:
@@ -312,7 +340,10 @@ def cpu_settings() -> Settings:
                                          "model.num_exits": 4, "dataset.image_size": 16},
                     train_overrides={"model.dtype": "bfloat16", "model.width": 8,
                                      "dataset.image_size": 32},
-                    priors={"inference": 30.0, "stream": 20.0, "train": 40.0})
+                    large_batches=(16,),
+                    large_overrides={"model.dtype": "bfloat16", "model.width": 8,
+                                     "dataset.image_size": 32},
+                    priors={"inference": 30.0, "stream": 20.0, "train": 40.0, "large": 40.0})
 
 
 def load_config(path: str, overrides: dict):
@@ -489,15 +520,21 @@ def _version(package: str) -> str:
 
 
 class InferenceNet:
-    """EENet of the inference config with random weights, its engine view, and the synthetic
-    policy's exit mix at the target cost; shared by the inference and stream sections."""
+    """EENet of a config with random weights, its engine view, and the synthetic policy's exit
+    mix at the target cost; shared by the inference and stream sections. ``modes``: the
+    inference modes timed on it; ``large``: the stream's variant is stream@8_assembled, not
+    the 2B capacity."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, large: bool = False):
         from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost
         from jee.models import split
         from jee.runs import model_for_config, network_functions
 
-        self.config = load_config(settings.inference_config, settings.inference_overrides)
+        path, overrides = ((settings.large_config, settings.large_overrides) if large
+                           else (settings.inference_config, settings.inference_overrides))
+        self.large = large
+        self.modes = LARGE_MODES if large else INFERENCE_MODES
+        self.config = load_config(path, overrides)
         model = model_for_config(self.config)
         graphdef, params, stats = split(model)
         self.segments, self.full = network_functions(graphdef, params, stats, model.num_exits)
@@ -506,9 +543,10 @@ class InferenceNet:
         self.policy = SyntheticPolicy()
         self.input_shape = tuple(model.input_shape)
         self.describe = {
-            "config": settings.inference_config,
-            "overrides": dict(settings.inference_overrides),
+            "config": path,
+            "overrides": dict(overrides),
             "arch": self.config.model.arch,
+            "dtype": self.config.model.dtype,
             "early_exits": model.num_exits - 1,
             "exit_blocks": list(model.exit_blocks),
             "image_shape": list(self.input_shape),
@@ -541,10 +579,10 @@ def inference_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     x = rng.normal(size=(batch, *net.input_shape)).astype(np.float32)
     aux = synthetic_exits(batch, net.fractions, seed=0)
     result = run_benchmark(net.segments, net.full, net.policy, jnp.asarray(x),
-                           jnp.asarray(aux), costs=net.costs, modes=INFERENCE_MODES,
+                           jnp.asarray(aux), costs=net.costs, modes=net.modes,
                            repeats=s.repeats, eager_examples=s.eager_examples,
                            eager_repeats=s.eager_repeats)
-    modes = {m: result[m] for m in INFERENCE_MODES}
+    modes = {m: result[m] for m in net.modes}
     exit_fractions = list(result["exit_fractions"])
     return {
         **net.describe,
@@ -556,6 +594,7 @@ def inference_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         "exit_fractions": exit_fractions,
         "ideal_speedup": result["ideal_speedup"],
         "agreement": result["agreement"],
+        "exit_agreement": result["exit_agreement"],
         "max_recompiles_after_warmup": max(v["recompiles_after_warmup"]
                                            for v in modes.values()),
         "modes": modes,
@@ -566,7 +605,7 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     import jax
     import numpy as np
 
-    from jee.infer.benchmark import stream_counts
+    from jee.infer.benchmark import compare_outputs, stream_counts
     from jee.infer.masked import MaskedEngine
     from jee.infer.stream import StreamEngine
     from jee.infer.stream_plan import plan_spans
@@ -595,8 +634,8 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
 
     masked = MaskedEngine(net.segments, net.policy)
     ref = [masked(x, a) for x, a in batches]
-    ref_exit = np.concatenate([np.asarray(r[0]) for r in ref])
-    ref_pred = np.concatenate([np.asarray(r[1]).argmax(-1) for r in ref])
+    reference = tuple(np.concatenate([np.asarray(r[i]) for r in ref]) for i in range(2))
+    ref_exit = reference[0]
     num_segments = len(net.segments)
     reach = [float(np.mean(ref_exit >= k)) for k in range(num_segments)]
     exit_fractions = (np.bincount(ref_exit, minlength=num_segments) / n).tolist()
@@ -615,8 +654,8 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     engine = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans)
     # Two batches of room: the lengths read back after nearly every step, the device idle
     # while the host dispatches the next; what the default third batch buys.
-    tight = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans,
-                         capacity=2 * batch)
+    tight = None if net.large else StreamEngine(net.segments, net.policy, batch_size=batch,
+                                                spans=spans, capacity=2 * batch)
 
     def stream_pass(eng, chunks):
         return jax.block_until_ready(eng.run(iter(chunks), num_examples=n))
@@ -625,8 +664,22 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
     for size, chunks in arrivals.items():
         name = "stream" if size == batch else f"stream@{size}"
         passes[name], engines[name] = (lambda c=chunks: stream_pass(engine, c)), engine
-    passes["stream_capacity_2B"] = lambda: stream_pass(tight, batches)
-    engines["stream_capacity_2B"] = tight
+    if tight is not None:
+        passes["stream_capacity_2B"] = lambda: stream_pass(tight, batches)
+        engines["stream_capacity_2B"] = tight
+    else:
+        # The small chunks copied together into batches on the host whatever their size,
+        # against the engine's default (fed as pushed where a batch is large: an accelerator).
+        assembling = StreamEngine(net.segments, net.policy, batch_size=batch, spans=spans)
+        assembling.assemble_max_bytes = 1 << 62
+        name = f"stream@{small}_assembled"
+        passes[name] = lambda: stream_pass(assembling, arrivals[small])
+        engines[name] = assembling
+    # The uploads alone of the small chunks, one at a time: what stream@small cannot beat
+    # where its images are large (224x224 float32: 4.8 MB a chunk of 8 from pageable memory).
+    upload = f"upload@{small}"
+    passes[upload] = lambda: jax.block_until_ready(
+        [jax.device_put(chunk) for chunk in arrivals[small]])
     stats, outputs = {}, {}
     for name, run in passes.items():
         before = stream_counts(engines[name]) if name in engines else None
@@ -647,25 +700,28 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
 
     modes, agreements = {}, []
     full_pass_s = float(np.median(stats["full"]["times"]))
+    upload_s = float(np.median(stats.pop(upload)["times"]))
     for name, st in stats.items():
         median = float(np.median(st.pop("times")))
         size = small if "@" in name else batch
+        if name in engines:
+            st["feed_sizes"] = list(engines[name].feed_sizes)
         st.update(arrival_size=size, seconds_per_pass=median, images_per_s=n / median,
                   compile_s=max(0.0, st.pop("first_pass_s") - median),
                   speedup=full_pass_s / median)
         st["efficiency"] = st["speedup"] / ideal
         st["efficiency_by_time"] = st["speedup"] / by_time
         if name != "full":
-            exit_index, logits = (np.asarray(a) for a in outputs[name])
-            ok = (exit_index == ref_exit) & (logits.argmax(-1) == ref_pred)
-            st["agreement"] = float(ok.mean())
-            agreements.append(st["agreement"])
+            _, figures = compare_outputs(outputs[name], reference)
+            st.update(figures)
+            agreements.append(figures)
         modes[name] = st
     return {
         **net.describe,
         "batch_size": batch,
         "num_examples": n,
         "arrival_sizes": list(arrivals),
+        "upload_seconds_per_pass": {str(small): upload_s},
         "repeats": s.stream_repeats,
         "segment_repeats": s.repeats,
         "exit_fractions": exit_fractions,
@@ -682,7 +738,8 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
         "stream_spans": list(spans),
         "ideal_seconds_per_batch": ideal_s,
         "ideal_by_time": by_time,
-        "agreement": min(agreements),
+        "agreement": min(a["agreement"] for a in agreements),
+        "exit_agreement": min(a["exit_agreement"] for a in agreements),
         "max_recompiles_after_warmup": max(m["recompiles_after_warmup"]
                                            for m in modes.values()),
         "modes": modes,
@@ -832,18 +889,22 @@ def summary_line(section: str, key: str | None, e: dict) -> str:
                     f"jax {e['jax']} jaxlib {e['jaxlib']}, mode {e['mode']}{extra}")
         if section == "inference":
             m = e["modes"]
-            speedups = " ".join(f"{k} {m[k]['speedup']:.3g}" for k in INFERENCE_MODES[1:])
+            speedups = " ".join(f"{k} {v['speedup']:.3g}" for k, v in m.items() if k != "full")
             return (f"{label}: full {m['full']['images_per_s']:.0f} img/s "
                     f"({m['full']['ms_per_batch_median']:.2f} ms/batch); speed-up {speedups} "
-                    f"(ideal {e['ideal_speedup']:.2f}); agreement {e['agreement']:.4f}; "
+                    f"(ideal {e['ideal_speedup']:.2f}); agreement {e['agreement']:.4f} "
+                    f"(exits {e.get('exit_agreement', float('nan')):.4f}); "
                     f"recompiles {e['max_recompiles_after_warmup']} {wall}")
         if section == "stream":
             m = e["modes"]
             speedups = ", ".join(f"{k} {v['speedup']:.3g}" for k, v in m.items() if k != "full")
+            uploads = "".join(f", uploads@{k} alone {t * 1e3:.1f} ms/pass"
+                              for k, t in e.get("upload_seconds_per_pass", {}).items())
             return (f"{label}: {e['num_examples']} images, full "
-                    f"{m['full']['images_per_s']:.0f} img/s; speed-up {speedups} (ideal "
+                    f"{m['full']['images_per_s']:.0f} img/s; speed-up {speedups}{uploads} (ideal "
                     f"{e['ideal_speedup']:.2f} by MACs, {e['ideal_by_time']:.2f} by time); "
-                    f"agreement {e['agreement']:.4f}; recompiles "
+                    f"agreement {e['agreement']:.4f} (exits "
+                    f"{e.get('exit_agreement', float('nan')):.4f}); recompiles "
                     f"{e['max_recompiles_after_warmup']} {wall}")
         if section == "train":
             mfu = (f"MFU {e['mfu']:.3f} by XLA's flops, {e['mfu_analytic']:.3f} by MACs, of "
@@ -882,6 +943,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sections", default=",".join(SECTIONS[1:]),
                    help="comma-separated sections to run besides device")
     p.add_argument("--batches", default=None, help="inference/stream batch sizes, e.g. 256,1024")
+    p.add_argument("--large_batches", default=None,
+                   help="batch sizes of the large network (ResNet-50) items, e.g. 256; "
+                        "'' for none")
     p.add_argument("--train_batch", type=int, default=None)
     p.add_argument("--train_steps", type=int, default=None)
     p.add_argument("--no_stand_ins", action="store_true",
@@ -895,11 +959,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _plan(s: Settings, sections: set[str]) -> list[tuple[str, str]]:
     """(section, key) in run order: the first batch size of inference and stream, then the
-    train step, then the other batch sizes, so a tight budget drops the largest sizes."""
+    train step, then the other batch sizes, then the large network, so a tight budget drops
+    the largest sizes and the large network first."""
     first, rest = s.batches[:1], s.batches[1:]
     plan = [(sec, f"batch_{b}") for b in first for sec in ("inference", "stream")]
     plan += [("train", v) for v in TRAIN_VARIANTS]
     plan += [(sec, f"batch_{b}") for b in rest for sec in ("stream", "inference")]
+    plan += [(sec, f"{LARGE}_batch_{b}") for b in s.large_batches
+             for sec in ("inference", "stream")]
     return [(sec, key) for sec, key in plan if sec in sections]
 
 
@@ -952,8 +1019,10 @@ def main(argv=None) -> int:
     settings = cpu_settings() if mode == "cpu_tiny" else accelerator_settings()
     settings = replace(
         settings,
-        batches=(tuple(int(b) for b in args.batches.split(","))
-                 if args.batches else settings.batches),
+        batches=(tuple(int(b) for b in args.batches.split(",") if b)
+                 if args.batches is not None else settings.batches),
+        large_batches=(tuple(int(b) for b in args.large_batches.split(",") if b)
+                       if args.large_batches is not None else settings.large_batches),
         train_batch=args.train_batch or settings.train_batch,
         train_steps=args.train_steps or settings.train_steps)
     family = device_family(device_kind)
@@ -990,19 +1059,28 @@ def main(argv=None) -> int:
         report.doc.setdefault(section, {})[key] = {"status": "pending"}
     report.write()
 
-    net = Lazy(lambda: InferenceNet(settings))
+    nets = {False: Lazy(lambda: InferenceNet(settings)),
+            True: Lazy(lambda: InferenceNet(settings, large=True))}
+
+    def on_net(item):
+        def run(key):
+            prefix, _, batch = key.rpartition("batch_")
+            return item(nets[prefix == f"{LARGE}_"].get(), int(batch), settings)
+        return run
+
     runners = {
-        "inference": lambda key: inference_item(net.get(), int(key.split("_")[1]), settings),
-        "stream": lambda key: stream_item(net.get(), int(key.split("_")[1]), settings),
+        "inference": on_net(inference_item),
+        "stream": on_net(stream_item),
         "train": lambda key: train_item(key, settings, peak_flops, peak_source),
     }
     walls: dict[str, list[float]] = {}
     for section, key in plan:
-        # Estimate: the same section's last measured item (larger batches grow it by half;
+        # Estimate: the same kind's last measured item (larger batches grow it by half;
         # compilation dominates), else the prior.
-        seen = walls.get(section)
+        kind = "large" if key.startswith(f"{LARGE}_") else section
+        seen = walls.get(kind)
         estimate = (seen[-1] * (1.5 if section != "train" else 1.0) if seen
-                    else settings.priors.get(section, 60.0))
+                    else settings.priors.get(kind, 60.0))
         elapsed = time.monotonic() - START
         label = f"{section}/{key}"
         if elapsed + estimate > args.budget_s:
@@ -1023,7 +1101,7 @@ def main(argv=None) -> int:
             entry = {"status": "error", "error": _short(e),
                      "traceback": traceback.format_exc()[-4000:]}
         wall = time.monotonic() - began
-        walls.setdefault(section, []).append(wall)
+        walls.setdefault(kind, []).append(wall)
         entry.update(wall_s=wall, estimate_s=estimate)
         report.set_entry(section, key, entry)
         _log(summary_line(section, key, report.entry(section, key)))

@@ -64,25 +64,30 @@ def test_runs_and_writes_every_section(check):
     assert doc["device"]["mode"] == "cpu_tiny"
     assert "cpu" in doc["device"]["mode_reason"]
     assert doc["device"]["backend"] == "cpu" and doc["device"]["jax"]
-    assert set(doc["inference"]) == set(doc["stream"]) == {"batch_32", "batch_64"}
+    assert set(doc["inference"]) == set(doc["stream"]) == {
+        "batch_32", "batch_64", f"{device_check.LARGE}_batch_16"}
     assert set(doc["train"]) == {"exits", "plain"}
     for label, entry in _items(doc):
         assert entry["status"] == "ok", (label, entry)
         # One summary line per item on stdout, and the same lines in the file.
         assert any(line.startswith(f"{label}: ") for line in proc.stdout.splitlines()), label
-    assert len(doc["summary"]) == 7
+    assert len(doc["summary"]) == 9
     assert wall < 300, f"the CPU run took {wall:.0f} s"
 
 
 def test_inference_modes_agree_without_recompiling(check):
     _, doc, _ = check
-    for entry in doc["inference"].values():
+    for key, entry in doc["inference"].items():
         modes = entry["modes"]
-        assert set(modes) == set(device_check.INFERENCE_MODES)
+        large = key.startswith(f"{device_check.LARGE}_")
+        assert set(modes) == set(device_check.LARGE_MODES if large
+                                 else device_check.INFERENCE_MODES)
+        assert entry["arch"] == ("resnet50" if large else "resnet20")
         assert entry["agreement"] == 1.0
         assert entry["max_recompiles_after_warmup"] == 0
         assert modes["full"]["speedup"] == pytest.approx(1.0)
-        assert modes["eager"]["timed_examples"] == entry["eager_examples"]
+        if not large:
+            assert modes["eager"]["timed_examples"] == entry["eager_examples"]
         for name, m in modes.items():
             assert m["recompiles_after_warmup"] == 0, name
             assert m.get("agreement", 1.0) == 1.0, name
@@ -94,9 +99,11 @@ def test_inference_modes_agree_without_recompiling(check):
 
 def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
     _, doc, _ = check
-    for entry in doc["stream"].values():
+    for key, entry in doc["stream"].items():
         b, n = entry["batch_size"], entry["num_examples"]
-        assert set(entry["modes"]) == {"full", "stream", "stream@8", "stream_capacity_2B"}
+        large = key.startswith(f"{device_check.LARGE}_")
+        assert set(entry["modes"]) == {"full", "stream", "stream@8"} | (
+            {"stream@8_assembled"} if large else {"stream_capacity_2B"})
         assert entry["agreement"] == 1.0 and entry["max_recompiles_after_warmup"] == 0
         reach, seconds = entry["reach_fractions"], entry["segment_seconds_at_batch"]
         assert reach[0] == 1.0 and reach == sorted(reach, reverse=True)
@@ -118,7 +125,9 @@ def test_stream_agrees_and_its_ideal_by_time_adds_up(check):
                 assert len(m["batches_per_pass"]) == len(entry["stream_spans"]), name
                 assert m["partial_batches_per_pass"][0] == 0, name
         modes = entry["modes"]
-        assert modes["stream_capacity_2B"]["drains_per_pass"] >= modes["stream"]["drains_per_pass"]
+        if not large:
+            assert (modes["stream_capacity_2B"]["drains_per_pass"]
+                    >= modes["stream"]["drains_per_pass"])
         assert tuple(entry["stream_spans"]) == plan_spans(
             entry["plan_fractions"], entry["plan_segment_seconds"], entry["plan_hop_seconds"])
         assert len(entry["hop_seconds_at_batch"]) == len(seconds) - 1

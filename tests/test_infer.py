@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jee.infer.benchmark import run_benchmark
+from jee.infer.benchmark import compare_outputs, run_benchmark
 from jee.infer.bucketed import BucketedEngine, survivor_order
 from jee.infer.compiles import CompileCounter
 from jee.infer.eager import EagerEngine, PerExampleEngine
@@ -363,7 +363,7 @@ def test_benchmark_reports_sane_figures():
     result = run_benchmark(segments, full_fn, SyntheticPolicy(), x, aux, costs=costs,
                            ladder=(32,), modes=modes, repeats=5, eager_examples=4,
                            eager_repeats=1)
-    assert result["agreement"] == 1.0
+    assert result["agreement"] == result["exit_agreement"] == 1.0
     assert result["ideal_speedup"] == pytest.approx(1 / (0.5 * 0.4 + 0.25 * 0.7 + 0.25 * 1.0))
     np.testing.assert_allclose(result["exit_fractions"], [0.5, 0.25, 0.25])
     for mode in modes:
@@ -380,3 +380,15 @@ def test_benchmark_reports_sane_figures():
     assert result["masked"]["speedup"] <= 1.1
     assert result["eager"]["timed_examples"] == 4
     assert result["bucketed"]["compiles_at_warmup"] >= 1
+
+
+def test_compare_outputs_by_hand():
+    reference = (np.array([0, 1, 2, 2]), np.array([[3.0, 1.0], [0.0, 2.0], [1.0, 0.0],
+                                                    [5.0, 4.0]], np.float32))
+    # Row 1 leaves elsewhere; row 2's prediction flips by a 1.5 move; row 3's logits move 0.25.
+    result = (np.array([0, 2, 2, 2]), np.array([[3.0, 1.0], [9.0, 9.0], [1.0, 1.5],
+                                                [5.25, 4.0]], np.float32))
+    ok, figures = compare_outputs(result, reference)
+    np.testing.assert_array_equal(ok, [True, False, False, True])
+    # The logit difference counts only rows whose exits agree (row 1's 9s are ignored).
+    assert figures == {"agreement": 0.5, "exit_agreement": 0.75, "max_abs_logit_diff": 1.5}

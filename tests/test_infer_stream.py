@@ -327,12 +327,17 @@ def linear_models(num_nodes, seed=0):
     return cascade_models(make_weights(num_nodes, seed))
 
 
-@pytest.fixture(scope="module")
-def cascade():
+def cascade_setup():
+    """(stream cascade engine, inputs, the masked cascade's (final, logits, visited))."""
     models, policy = linear_models(4), ConfidenceRoutes(4)
     x = (1.5 * np.random.default_rng(4).standard_normal((400, DIM))).astype(np.float32)
     reference = [np.asarray(a) for a in MaskedCascadeEngine(models, policy)(jnp.asarray(x))]
     return StreamCascadeEngine(models, policy, batch_size=BATCH), x, reference
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    return cascade_setup()
 
 
 def check_cascade(result, reference):

@@ -175,6 +175,7 @@ def run(config, options: BenchmarkOptions, out: str | None, config_name: str = "
         "devices": jax.device_count(),
         "ideal_speedup": result.pop("ideal_speedup"),
         "agreement": result.pop("agreement"),
+        "exit_agreement": result.pop("exit_agreement"),
         "exit_fractions": list(np.asarray(result.pop("exit_fractions")).tolist()),
         "relative_costs": list(costs),
         "modes": result,

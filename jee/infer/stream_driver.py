@@ -9,8 +9,11 @@ rows that exit are emitted (id, exit, values), the survivors appended, in order,
 queues they go to. Only a flush (input exhausted, or ``step(force=True)``) runs a partial
 batch, at the smallest of a few static sizes that holds it (``partial_sizes``), padded with
 copies of a real row whose outputs are dropped. A full batch fed into an empty queue 0 runs
-queue 0's step in the same program, not copied through queue 0's ring. Every program (one
-per queue and size) is compiled when the first input of a kind is pushed.
+queue 0's step in the same program, not copied through queue 0's ring. Pushed chunks are
+copied together on the host into pieces of a batch, or, where a batch of the input is large
+on an accelerator, fed as pushed in power-of-two pieces that queue 0's ring gathers
+(``assemble_max_bytes``). Every program (one per queue and size) is compiled when the first
+input of a kind is pushed.
 
 The host decides what runs next with a scheduler (:mod:`jee.infer.stream_sched`) that sees
 only bounds on the queue lengths (:mod:`jee.infer.stream_lengths`): a step is dispatched
@@ -137,6 +140,11 @@ class StreamDriver(StreamPrograms):
         is done by then, the device idles while the host chooses and dispatches the next."""
         return self._bounds.drains
 
+    @property
+    def assembled(self) -> int:
+        """Pieces of input copied together on the host (see ``assemble_max_bytes``)."""
+        return self._backlog.assembled
+
     def in_flight(self) -> int:
         """Examples pushed and not yet emitted."""
         self._bounds.read_all()
@@ -179,10 +187,15 @@ class StreamDriver(StreamPrograms):
         example, with_aux = self._input
         # No step appends to queue 0: its length is exact.
         limit = min(self.batch_size, self.capacity - int(self._bounds.high[0]))
-        # Only the direct feed runs at a partial size: the plain one appends to a queue.
-        size = fitting_size(self.sizes, min(limit, self._backlog.rows)) if direct \
-            else self.batch_size
-        x, aux, count = self._backlog.take(min(limit, size), size, example, with_aux)
+        rows = min(limit, self._backlog.rows)
+        if len(self.feed_sizes) > 1 and not (direct and rows < self.batch_size):
+            # Large rows go as they were pushed; queue 0's ring gathers them on the device.
+            x, aux, count = self._backlog.take_view(limit, self.feed_sizes, example)
+            direct = direct and count == self.batch_size
+        else:
+            # Only the direct feed runs at a partial size: the plain one appends to a queue.
+            size = fitting_size(self.sizes, rows) if direct else self.batch_size
+            x, aux, count = self._backlog.take(min(limit, size), size, example, with_aux)
         piece = {"h": x} if aux is None else {"h": x, "aux": aux}
         # Explicit and committed, so host pieces and device chunks reach the program as the
         # same argument types (one jit cache entry) and a transfer guard sees every copy.

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jee.infer.policy_args import argument_signature
-from jee.infer.stream_sched import Specs, ring_append, ring_take
+from jee.infer.stream_sched import Specs, feed_sizes, ring_append, ring_take
 
 
 def int_rows(batch: int) -> jax.ShapeDtypeStruct:
@@ -30,13 +30,26 @@ class StreamPrograms:
     """Mixin of :class:`~jee.infer.stream_driver.StreamDriver`: its compiled programs, their
     state on the device and the hooks a subclass fills in (see the module doc). ``device``:
     where the programs run and every argument they are given is committed (the first of
-    ``jax.devices()``)."""
+    ``jax.devices()``).
+
+    ``assemble_max_bytes``: pushed chunks are copied together on the host into pieces of a
+    batch when a batch of the input holds at most this many bytes, one feed a batch; larger
+    inputs are fed as they were pushed, in pieces of ``feed_sizes`` rows (a program each),
+    and gathered by queue 0's ring on the device. On an H100, copying chunks of 8 ImageNet
+    images together into batches of 256 (154 MB in float32) took the host longer than the
+    network's pass. The default is 8 MiB on accelerators and no limit on the CPU backend,
+    whose device memory is the host's: the ring would copy the rows twice, where assembling
+    copies them once. Set it on an engine before its first push.
+    """
+
+    feed_sizes: tuple[int, ...] = ()
 
     def _make_programs(self) -> None:
         # Every argument is committed to this device: jit compiles a program apart for
         # uncommitted arrays (host pieces, fresh state) and committed ones (device chunks,
         # outputs of programs given committed inputs), which would compile mid-stream.
         self.device = jax.devices()[0]
+        self.assemble_max_bytes = (1 << 62) if self.device.platform == "cpu" else 8 << 20
         # A fed piece's count of real rows, one committed scalar per value: a transfer per
         # feed costs the host more than the feed program's dispatch.
         self._counts: dict[int, jax.Array] = {}
@@ -119,6 +132,10 @@ class StreamPrograms:
         heads, lengths = (np.zeros(self.num_queues, np.int32) for _ in range(2))
         self._state = self._put([queues, heads, lengths, np.int32(0)])
         self._input = key
+        row_bytes = int(np.prod(example.shape[1:])) * example.dtype.itemsize
+        self.feed_sizes = (feed_sizes(self.batch_size)
+                           if row_bytes * self.batch_size > self.assemble_max_bytes
+                           else (self.batch_size,))
         self._bounds.clear()
         self._compile_all()
 
@@ -136,16 +153,19 @@ class StreamPrograms:
     def _run_all_on_nothing(self) -> list:
         example, with_aux = self._input
         queues, heads, lengths, fed = self._state
-        for size in self.sizes:
+
+        def nothing(size):
             piece = {"h": np.zeros((size, *example.shape[1:]), example.dtype)}
             if with_aux:
                 piece["aux"] = np.zeros(size, np.int32)
-            args = self._put(piece), self._count(0)
-            if size == self.batch_size:
-                queue, lengths, fed = self._feed_fn(queues[0], heads, lengths, fed, *args)
-                queues = (queue, *queues[1:])
+            return self._put(piece), self._count(0)
+
+        for size in self.feed_sizes:
+            queue, lengths, fed = self._feed_fn(queues[0], heads, lengths, fed, *nothing(size))
+            queues = (queue, *queues[1:])
+        for size in self.sizes:
             dests, heads, lengths, _, _, fed = self._direct_fn(
-                self._dests(queues, 0), heads, lengths, fed, *args, self._params)
+                self._dests(queues, 0), heads, lengths, fed, *nothing(size), self._params)
             queues = self._with_dests(queues, 0, dests)
             for k in range(self.num_queues):
                 dests, heads, lengths, _, _ = self._step_fns[k, size](
@@ -195,6 +215,6 @@ class StreamPrograms:
 
     def cache_size(self) -> int:
         """Compiled programs held: a step and a direct feed per queue and partial size, plus
-        the feed, per input kind seen."""
+        the feed per feed size, per input kind seen."""
         return (self._feed_fn._cache_size() + self._direct_fn._cache_size()
                 + sum(f._cache_size() for f in self._step_fns.values()))

@@ -130,6 +130,17 @@ def partial_sizes(batch: int, sizes=None) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
+def feed_sizes(batch: int) -> tuple[int, ...]:
+    """The sizes of the pieces that feed chunks into queue 0 as they were pushed: the powers
+    of two below ``batch``, and ``batch``. A chunk of any size goes in at most
+    log2(batch) + 1 pieces, the common request sizes (1, 8, 32, ...) in one."""
+    sizes, size = [], 1
+    while size < batch:
+        sizes.append(size)
+        size *= 2
+    return (*sizes, batch)
+
+
 def fitting_size(sizes: Sequence[int], rows: int) -> int:
     """The smallest of ``sizes`` (ascending) that holds ``rows``."""
     return next(s for s in sizes if s >= rows)
@@ -214,15 +225,18 @@ def ring_append(queue: Queue, head: jax.Array, length: jax.Array, rows: Queue,
 class Backlog:
     """Chunks pushed by the caller and not yet fed into queue 0, oldest first, on the host.
 
-    Chunks of any size are cut into pieces of at most ``batch`` rows, padded to ``batch``
-    rows, so queue 0 is fed by one compiled program. A device array of exactly ``batch`` rows
-    goes through as it is; other device arrays are read back once, as slicing them on device
-    would compile a program per size.
+    :meth:`take` copies chunks of any size together into pieces of at most ``batch`` rows,
+    padded to ``batch`` rows, so queue 0 is fed by one compiled program. :meth:`take_view`
+    cuts the first chunk into pieces of :func:`feed_sizes` rows without a copy, for inputs
+    too large to copy on the host. A device array taken whole goes through as it is; other
+    device arrays are read back once, as slicing them on device would compile a program per
+    offset.
     """
 
     def __init__(self):
         self._chunks: collections.deque[list] = collections.deque()  # [x, aux, start]
         self.rows = 0
+        self.assembled = 0  # pieces copied together on the host
 
     def push(self, x, aux) -> None:
         if x.shape[0]:
@@ -242,6 +256,7 @@ class Backlog:
             self._chunks.popleft()
             self.rows -= batch
             return x, aux, batch
+        self.assembled += 1
         # A fresh buffer per piece: the transfer to the device may still read it later.
         piece = np.zeros((batch, *example.shape[1:]), example.dtype)
         aux_piece = np.zeros(batch, np.int32) if with_aux else None
@@ -262,6 +277,29 @@ class Backlog:
                 self._chunks.popleft()
         self.rows -= count
         return piece, aux_piece, count
+
+    def take_view(self, limit: int, sizes: Sequence[int], example: jax.ShapeDtypeStruct
+                  ) -> tuple[object, object, int]:
+        """``(x [n, ...], aux [n] or None, n)``: the first chunk's next rows as they are, no
+        copy on the host; ``n`` is the largest of ``sizes`` (ascending, from 1) within
+        ``limit`` and the rows the chunk has left. A device chunk taken whole goes as it is;
+        other device chunks are read back once, as :meth:`take` does."""
+        entry = self._chunks[0]
+        x, aux, start = entry
+        left = x.shape[0] - start
+        n = max(s for s in sizes if s <= min(limit, left))
+        if not (isinstance(x, jax.Array) and start == 0 and n == left
+                and x.dtype == example.dtype):
+            entry[0] = x = np.asarray(x, example.dtype)
+            if aux is not None:
+                entry[1] = aux = np.asarray(aux)
+            x = x[start:start + n]
+            aux = None if aux is None else aux[start:start + n]
+        entry[2] += n
+        if entry[2] == entry[0].shape[0]:
+            self._chunks.popleft()
+        self.rows -= n
+        return x, aux, n
 
 
 class Emitted(NamedTuple):
