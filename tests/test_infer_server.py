@@ -129,12 +129,17 @@ def check(result, exits, logits, start, size):
     np.testing.assert_allclose(got_logits, logits[start:start + size], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["stream", "bucketed"])
+@pytest.mark.parametrize("kind", ["stream", "stream_fed_as_pushed", "bucketed"])
 def test_concurrent_requests_match_masked_and_compile_once(network, stream_engine, data, kind):
     segments, exits, logits = network
     x, aux = data
     if kind == "stream":
         server = Server(stream_engine, max_wait_ms=5)
+    elif kind == "stream_fed_as_pushed":
+        # As on an accelerator with large images: requests go into queue 0 as pushed.
+        engine = StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH)
+        engine.assemble_max_bytes = 0
+        server = Server(engine, max_wait_ms=5)
     else:
         server = PerRequestServer(BucketedEngine(segments, SyntheticPolicy()))
     with server:
@@ -146,9 +151,14 @@ def test_concurrent_requests_match_masked_and_compile_once(network, stream_engin
                 for start, size, future in submit_from_threads(server, x, aux, request_plan()):
                     check(future.result(WAIT), exits, logits, start, size)
         assert compiles.count == 0
-    if kind == "stream":
+    if kind != "bucketed":
         engine = server.engine
         assert engine.in_flight() == 0
+        if kind == "stream_fed_as_pushed":
+            # Only a forced partial batch fed straight into queue 0's step is copied together.
+            assert engine.assembled <= server.stats["forced_steps"]
+        else:
+            assert engine.assembled > 0
         # The rows of different requests shared batches: segment 0 ran fewer batches than
         # there were requests, most of them full.
         assert engine.batches_run[0] < server.stats["requests"]
