@@ -18,7 +18,8 @@ Writes ONE JSON file with these sections:
   (``configs/imagenet_resnet50.py``, 4 early exits, bf16, 224x224), random weights, the same
   synthetic policy; compiled modes only (full, masked, bucketed, host), and the stream with
   chunks of 8 also copied together on the host (``stream@8_assembled``) in place of the
-  2B-capacity variant. ResNet-110 on 32x32 images is launch-bound on a GPU (its
+  2B-capacity variant; one more stream@8 pass profiled (``trace``, and the Perfetto trace
+  beside the JSON). ResNet-110 on 32x32 images is launch-bound on a GPU (its
   segments at batch 256 take longer one after another than the whole network); ResNet-50 on
   224x224 is compute-bound, which is where early exit can turn saved FLOPs into time.
 - ``train``: the ResNet-50 bf16 train step (``configs/imagenet_resnet50.py``) with the
@@ -121,7 +122,10 @@ NOTES = [
     "can flip the argmax while every exit agrees.",
     "inference/resnet50_batch_B, stream/resnet50_batch_B: the same measurements on the large "
     "network (settings.large_config, large_overrides), compiled inference modes only, and "
-    "stream@8_assembled in place of stream_capacity_2B.",
+    "stream@8_assembled in place of stream_capacity_2B. Its stream entry's 'trace': one more "
+    "stream@8 pass under jax.profiler.trace, its events summed by process and name "
+    "(inclusive milliseconds), the Perfetto trace beside the JSON (trace_*.json.gz) unless "
+    "over 15 MiB.",
     "train: one device-resident batch reused every step (no input pipeline). flops_per_step "
     "is XLA's cost_analysis() of the compiled step, i.e. of one device's program; mfu = "
     "flops_per_step / step_s_median / peak_flops_per_device (dense bf16 peak). "
@@ -319,6 +323,9 @@ class Settings:
     target_cost: float = 0.5
     dataset_batches: int = 8
     small_arrival: int = 8
+    # Where the large network's stream@small pass is traced to (the JSON's folder); None: no
+    # trace.
+    trace_dir: str | None = None
 
 
 def accelerator_settings() -> Settings:
@@ -357,6 +364,69 @@ def load_config(path: str, overrides: dict):
             node = getattr(node, part)
         setattr(node, last, value)
     return config
+
+
+# ---- a profile of one pass ----
+
+# The device machine sends back files of at most 16 MiB.
+TRACE_MAX_BYTES = 15 << 20
+
+
+def trace_summary(path: str, top: int = 25) -> dict:
+    """The events of a Perfetto trace (``jax.profiler.trace(create_perfetto_trace=True)``)
+    summed by process (host, each device) and name: count and total milliseconds, the ``top``
+    longest per process. Totals are inclusive: a Python frame's time holds its callees'."""
+    import gzip
+
+    with gzip.open(path, "rt") as f:
+        doc = json.load(f)
+    events = doc["traceEvents"] if isinstance(doc, dict) else doc
+    names = {e["pid"]: e.get("args", {}).get("name", str(e["pid"])) for e in events
+             if e.get("ph") == "M" and e.get("name") == "process_name"}
+    totals: dict[tuple[str, str], list] = {}
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        key = (names.get(e.get("pid"), str(e.get("pid"))), str(e.get("name", "?")))
+        total = totals.setdefault(key, [0, 0.0])
+        total[0] += 1
+        total[1] += float(e.get("dur", 0.0)) / 1e3
+    by_process: dict[str, list] = {}
+    for (process, name), (count, ms) in totals.items():
+        by_process.setdefault(process, []).append({"name": name, "count": count,
+                                                   "total_ms": ms})
+    return {"events": len(events),
+            "by_process": {p: sorted(rows, key=lambda r: -r["total_ms"])[:top]
+                           for p, rows in sorted(by_process.items())}}
+
+
+def traced(run: Callable, path: str) -> dict:
+    """Runs ``run()`` once under ``jax.profiler.trace``: its :func:`trace_summary`, with the
+    Perfetto trace copied to ``path`` when it is small enough to come back from the device
+    machine."""
+    import glob
+    import shutil
+    import tempfile
+
+    import jax
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            run()
+        wall = time.perf_counter() - start
+        found = glob.glob(os.path.join(tmp, "**", "perfetto_trace.json.gz"), recursive=True)
+        if not found:
+            return {"error": "jax.profiler wrote no perfetto_trace.json.gz", "wall_s": wall}
+        summary = {"wall_s": wall, **trace_summary(found[0])}
+        size = os.path.getsize(found[0])
+        if size <= TRACE_MAX_BYTES:
+            shutil.copyfile(found[0], path)
+            summary["file"] = os.path.basename(path)
+        else:
+            summary["file"] = None
+            summary["file_note"] = f"{size} bytes, over {TRACE_MAX_BYTES}: not kept"
+    return summary
 
 
 # ---- the JSON document ----
@@ -716,7 +786,17 @@ def stream_item(net: InferenceNet, batch: int, s: Settings) -> dict:
             st.update(figures)
             agreements.append(figures)
         modes[name] = st
+    trace = {}
+    if s.trace_dir and net.large:
+        # After the timed rounds, so that the profiler's overhead stays out of them.
+        name = f"stream@{small}"
+        path = os.path.join(s.trace_dir, f"trace_{LARGE}_{batch}_{name}.json.gz")
+        try:
+            trace = {"trace": {"pass": name, **traced(passes[name], path)}}
+        except Exception as e:  # a profiler that fails (no CUPTI, say) must not cost the item
+            trace = {"trace": {"pass": name, "error": _short(e)}}
     return {
+        **trace,
         **net.describe,
         "batch_size": batch,
         "num_examples": n,
@@ -900,6 +980,8 @@ def summary_line(section: str, key: str | None, e: dict) -> str:
             speedups = ", ".join(f"{k} {v['speedup']:.3g}" for k, v in m.items() if k != "full")
             uploads = "".join(f", uploads@{k} alone {t * 1e3:.1f} ms/pass"
                               for k, t in e.get("upload_seconds_per_pass", {}).items())
+            if e.get("trace"):
+                uploads += f", {e['trace']['pass']} traced ({e['trace'].get('file')})"
             return (f"{label}: {e['num_examples']} images, full "
                     f"{m['full']['images_per_s']:.0f} img/s; speed-up {speedups}{uploads} (ideal "
                     f"{e['ideal_speedup']:.2f} by MACs, {e['ideal_by_time']:.2f} by time); "
@@ -948,6 +1030,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "'' for none")
     p.add_argument("--train_batch", type=int, default=None)
     p.add_argument("--train_steps", type=int, default=None)
+    p.add_argument("--no_trace", action="store_true",
+                   help="no profile of the large network's stream@8 pass")
     p.add_argument("--no_stand_ins", action="store_true",
                    help="fail instead of standing in for missing grain/orbax/ml_collections")
     args = p.parse_args(argv)
@@ -1023,6 +1107,7 @@ def main(argv=None) -> int:
                  if args.batches is not None else settings.batches),
         large_batches=(tuple(int(b) for b in args.large_batches.split(",") if b)
                        if args.large_batches is not None else settings.large_batches),
+        trace_dir=None if args.no_trace else os.path.dirname(path),
         train_batch=args.train_batch or settings.train_batch,
         train_steps=args.train_steps or settings.train_steps)
     family = device_family(device_kind)

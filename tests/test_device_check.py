@@ -3,6 +3,7 @@
 figures that must hold on any machine (agreement, no recompilation, ideal speed-ups and MFU
 consistent with the reported parts)."""
 
+import gzip
 import json
 import math
 import os
@@ -150,6 +151,40 @@ def test_train_step_mfu_from_xla_flops(check):
         assert 0.5 < entry["xla_over_analytic_flops"] < 2.0, variant
     assert train["plain"]["early_exits"] == 0 and train["exits"]["early_exits"] > 0
     assert train["exits"]["flops_per_step"] > train["plain"]["flops_per_step"]
+
+
+def test_large_stream_pass_is_traced(check):
+    _, doc, _ = check
+    trace = doc["stream"][f"{device_check.LARGE}_batch_16"]["trace"]
+    assert trace["pass"] == "stream@8" and trace["events"] > 0
+    # On the CPU backend the host is the only process; the engine's feeds are among its events.
+    host = trace["by_process"]["/host:CPU"]
+    assert host == sorted(host, key=lambda r: -r["total_ms"])
+    out = doc["argv"][doc["argv"].index("--out") + 1]
+    assert trace["file"] and os.path.exists(os.path.join(os.path.dirname(out), trace["file"]))
+    assert "trace" not in doc["stream"]["batch_32"]
+
+
+def test_trace_summary_by_hand(tmp_path):
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
+        {"ph": "X", "name": "feed", "pid": 1, "tid": 1, "ts": 0, "dur": 1500},
+        {"ph": "X", "name": "feed", "pid": 1, "tid": 1, "ts": 2000, "dur": 500},
+        {"ph": "X", "name": "step", "pid": 1, "tid": 1, "ts": 3000, "dur": 4000},
+        {"ph": "X", "name": "scatter", "pid": 2, "tid": 7, "ts": 100, "dur": 250},
+        {"ph": "i", "name": "instant", "pid": 1, "tid": 1, "ts": 5},
+    ]
+    path = tmp_path / "t.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    summary = device_check.trace_summary(str(path), top=1)
+    assert summary["events"] == 7
+    assert summary["by_process"] == {
+        "/device:GPU:0": [{"name": "scatter", "count": 1, "total_ms": 0.25}],
+        "/host:CPU": [{"name": "step", "count": 1, "total_ms": 4.0}]}
+    assert device_check.trace_summary(str(path))["by_process"]["/host:CPU"][1] == {
+        "name": "feed", "count": 2, "total_ms": 2.0}
 
 
 @pytest.mark.parametrize("kind, family", [
