@@ -1041,6 +1041,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _sizes(flag: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A comma-separated list of batch sizes ('' for none), or ``default`` when not given."""
+    return default if flag is None else tuple(int(b) for b in flag.split(",") if b)
+
+
 def _plan(s: Settings, sections: set[str]) -> list[tuple[str, str]]:
     """(section, key) in run order: the first batch size of inference and stream, then the
     train step, then the other batch sizes, then the large network, so a tight budget drops
@@ -1103,10 +1108,8 @@ def main(argv=None) -> int:
     settings = cpu_settings() if mode == "cpu_tiny" else accelerator_settings()
     settings = replace(
         settings,
-        batches=(tuple(int(b) for b in args.batches.split(",") if b)
-                 if args.batches is not None else settings.batches),
-        large_batches=(tuple(int(b) for b in args.large_batches.split(",") if b)
-                       if args.large_batches is not None else settings.large_batches),
+        batches=_sizes(args.batches, settings.batches),
+        large_batches=_sizes(args.large_batches, settings.large_batches),
         trace_dir=None if args.no_trace else os.path.dirname(path),
         train_batch=args.train_batch or settings.train_batch,
         train_steps=args.train_steps or settings.train_steps)

@@ -263,9 +263,7 @@ class Backlog:
         count = 0
         while count < limit and self._chunks:
             entry = self._chunks[0]
-            entry[0] = x = np.asarray(entry[0])
-            if with_aux:
-                entry[1] = np.asarray(entry[1])
+            x, _ = self._on_host(entry)
             start = entry[2]
             n = min(limit - count, x.shape[0] - start)
             piece[count:count + n] = x[start:start + n]
@@ -277,6 +275,15 @@ class Backlog:
                 self._chunks.popleft()
         self.rows -= count
         return piece, aux_piece, count
+
+    @staticmethod
+    def _on_host(entry: list, dtype=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A chunk's ``(x, aux)`` as host arrays, kept in its entry: a device chunk is read
+        back once, however many pieces are cut from it."""
+        entry[0] = np.asarray(entry[0], dtype)
+        if entry[1] is not None:
+            entry[1] = np.asarray(entry[1])
+        return entry[0], entry[1]
 
     def take_view(self, limit: int, sizes: Sequence[int], example: jax.ShapeDtypeStruct
                   ) -> tuple[object, object, int]:
@@ -290,9 +297,7 @@ class Backlog:
         n = max(s for s in sizes if s <= min(limit, left))
         if not (isinstance(x, jax.Array) and start == 0 and n == left
                 and x.dtype == example.dtype):
-            entry[0] = x = np.asarray(x, example.dtype)
-            if aux is not None:
-                entry[1] = aux = np.asarray(aux)
+            x, aux = self._on_host(entry, example.dtype)
             x = x[start:start + n]
             aux = None if aux is None else aux[start:start + n]
         entry[2] += n
