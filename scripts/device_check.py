@@ -1035,6 +1035,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no_stand_ins", action="store_true",
                    help="fail instead of standing in for missing grain/orbax/ml_collections")
     args = p.parse_args(argv)
+    for flag in ("batches", "large_batches"):
+        text = getattr(args, flag)
+        try:
+            ok = all(b >= 1 for b in _sizes(text, ()))
+        except ValueError:
+            ok = False
+        if not ok:
+            p.error(f"--{flag} takes comma-separated batch sizes of at least 1, such as "
+                    f"256,1024 ('' for none), got {text!r}")
     unknown = set(args.sections.split(",")) - set(SECTIONS) - {""}
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS[1:]}")

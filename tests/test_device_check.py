@@ -165,6 +165,15 @@ def test_large_stream_pass_is_traced(check):
     assert "trace" not in doc["stream"]["batch_32"]
 
 
+@pytest.mark.parametrize("flag", ["--batches", "--large_batches"])
+def test_bad_batch_sizes_are_a_clear_error(flag, capsys):
+    for bad in ("256,x", "0"):
+        with pytest.raises(SystemExit):
+            device_check.parse_args([flag, bad])
+        assert f"{flag} takes comma-separated batch sizes" in capsys.readouterr().err
+    assert device_check.parse_args([flag, ""]) is not None  # none: allowed
+
+
 def test_trace_summary_by_hand(tmp_path):
     events = [
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
