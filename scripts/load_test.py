@@ -25,6 +25,10 @@ Two phases per mode, each bounded by a request count and ``--phase_s``:
   from each request's scheduled time: p50/p99, and whether p99 <= max_wait_ms + 3 x (the
   slowest segment's time at the batch size), the stream server's latency bound.
 
+The stream's ceiling (``stream_ceiling_images_per_s``): the batch size over the segments' own
+times at it, each weighted by the fraction of examples reaching it, measured before the phases;
+the table gives it as a multiple of the bucketed server's throughput too.
+
 Every answer is checked against the masked mode (exit and argmax); compilations during the
 phases are counted (there should be none after the warm-up). Once every server is warm the
 objects alive are frozen out of the garbage collector (``gc.freeze()``, as a long-running
@@ -281,6 +285,8 @@ def main(argv=None) -> dict:
         segments, full, jax.device_put(np.resize(x, (args.batch_size, *x.shape[1:]))), 5)
     seg_ms = [1e3 * t for t in seg_s]
     bound_ms = args.max_wait_ms + 3 * max(seg_ms)
+    exit_fractions = np.bincount(reference[0], minlength=len(segments)) / len(reference[0])
+    ceiling = stream_ceiling(args.batch_size, exit_fractions, seg_s)
     spans = None if plan is None else plan_spans(plan, seg_s, hop_s)
     modes = sorted(args.modes, key=MODES.index)  # stream first: it sets the open-loop rate
     factories = {mode: make_servers(mode, net, args, spans) for mode in modes}
@@ -320,9 +326,9 @@ def main(argv=None) -> dict:
         "max_wait_ms": args.max_wait_ms, "clients": args.clients, "requests": args.requests,
         "gc_frozen_objects": gc.get_freeze_count(),
         "request_size": args.request_size, "rate_fraction": args.rate_fraction,
-        "exit_fractions": (np.bincount(reference[0], minlength=len(segments))
-                           / len(reference[0])).tolist(),
+        "exit_fractions": exit_fractions.tolist(),
         "segment_ms_at_batch": seg_ms, "hop_ms_at_batch": [1e3 * t for t in hop_s],
+        "stream_ceiling_images_per_s": ceiling,
         "plan_fractions": plan, "latency_bound_ms": bound_ms, "modes": results,
     }
     print_table(report)
@@ -331,6 +337,16 @@ def main(argv=None) -> dict:
             json.dump(report, f, indent=2)
         print(f"wrote {args.out}")
     return report
+
+
+def stream_ceiling(batch: int, exit_fractions, segment_seconds) -> float:
+    """The stream server's throughput if it cost nothing but its segments: ``batch`` rows per
+    sum over segments of (fraction of rows reaching it) x (its time at ``batch`` rows), with
+    no hops, host work, waiting or partial batches. A server over these segments answers no
+    faster, up to the machine's drift between the segments' timing and the phases: a target
+    above it is out of reach there."""
+    reach = 1.0 - np.concatenate([[0.0], np.cumsum(exit_fractions)[:-1]])
+    return float(batch / np.dot(np.clip(reach, 0.0, 1.0), segment_seconds))
 
 
 def print_table(r: dict) -> None:
@@ -342,6 +358,12 @@ def print_table(r: dict) -> None:
           f"{[round(t, 2) for t in r['segment_ms_at_batch']]}, hops "
           f"{[round(t, 2) for t in r['hop_ms_at_batch']]}; latency bound "
           f"{r['latency_bound_ms']:.1f} ms")
+    top = r["stream_ceiling_images_per_s"]
+    ceiling = f"stream ceiling (its segments' times alone): {top:.1f} img/s"
+    if "bucketed" in r["modes"]:
+        bucketed = r["modes"]["bucketed"]["closed"]["images_per_s"]
+        ceiling += f", {top / bucketed:.2f}x the bucketed server's closed-loop throughput"
+    print(ceiling)
     if "stream" in r["modes"]:
         print(f"stream: segments per queue {r['modes']['stream']['closed']['spans']}"
               + ("" if r["plan_fractions"] is None else ", planned from exit fractions "

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from jee.infer.stream_plan import plan_spans
+from scripts.load_test import stream_ceiling
 from tests.procs import ROOT, env
 
 CLIENTS, REQUESTS, SIZE = 4, 4, 8
@@ -50,3 +51,14 @@ def test_load_test_answers_and_records_every_request(tmp_path):
     assert tuple(spans) == plan_spans(doc["plan_fractions"], np.multiply(
         doc["segment_ms_at_batch"], 1e-3), np.multiply(doc["hop_ms_at_batch"], 1e-3))
     assert len(doc["modes"]["stream"]["closed"]["batches_run"]) == len(spans)
+    assert np.isclose(doc["stream_ceiling_images_per_s"], stream_ceiling(
+        doc["batch_size"], doc["exit_fractions"], np.multiply(doc["segment_ms_at_batch"], 1e-3)))
+    assert "stream ceiling" in proc.stdout
+
+
+def test_stream_ceiling_by_hand():
+    # Half leave at exit 0, a quarter at 1: reach 1, 0.5, 0.25 of segments of 10, 20, 40 ms,
+    # 30 ms of segment time per batch of 64.
+    assert np.isclose(stream_ceiling(64, [0.5, 0.25, 0.25], [0.01, 0.02, 0.04]), 64 / 0.03)
+    # Nobody leaves early: the segments' sum.
+    assert np.isclose(stream_ceiling(8, [0.0, 1.0], [0.003, 0.001]), 8 / 0.004)
