@@ -25,9 +25,10 @@ Two phases per mode, each bounded by a request count and ``--phase_s``:
   from each request's scheduled time: p50/p99, and whether p99 <= max_wait_ms + 3 x (the
   slowest segment's time at the batch size), the stream server's latency bound.
 
-The stream's ceiling (``stream_ceiling_images_per_s``): the batch size over the segments' own
-times at it, each weighted by the fraction of examples reaching it, measured before the phases;
-the table gives it as a multiple of the bucketed server's throughput too.
+The stream's ceiling (``stream_ceiling_images_per_s``): the batch size over its steps' own
+networks' times at it (each span of segments sharing a queue run as one program, alone:
+``span_ms_at_batch``), each weighted by the fraction of examples reaching it, measured before
+the phases; the table gives it as a multiple of the bucketed server's throughput too.
 
 Every answer is checked against the masked mode (exit and argmax); compilations during the
 phases are counted (there should be none after the warm-up). Once every server is warm the
@@ -61,9 +62,9 @@ from jee.infer.compiles import CompileCounter  # noqa: E402
 from jee.infer.masked import MaskedEngine  # noqa: E402
 from jee.infer.server import PerRequestServer, Server, full_network  # noqa: E402
 from jee.infer.stream import StreamEngine  # noqa: E402
-from jee.infer.stream_plan import plan_spans  # noqa: E402
+from jee.infer.stream_plan import check_spans, plan_spans, span_starts  # noqa: E402
 from jee.infer.synthetic import SyntheticPolicy, fractions_for_cost, synthetic_exits  # noqa: E402
-from jee.infer.timing import segment_times  # noqa: E402
+from jee.infer.timing import MIN_SEGMENT_ROUNDS, segment_times, time_rounds  # noqa: E402
 from jee.models import split  # noqa: E402
 from jee.policy.thresholds import eenet_policy  # noqa: E402
 from jee.runs import model_for_config, network_functions, restore_trained  # noqa: E402
@@ -286,8 +287,10 @@ def main(argv=None) -> dict:
     seg_ms = [1e3 * t for t in seg_s]
     bound_ms = args.max_wait_ms + 3 * max(seg_ms)
     exit_fractions = np.bincount(reference[0], minlength=len(segments)) / len(reference[0])
-    ceiling = stream_ceiling(args.batch_size, exit_fractions, seg_s)
     spans = None if plan is None else plan_spans(plan, seg_s, hop_s)
+    spans = check_spans(spans, len(segments))
+    span_s = span_seconds(segments, spans, np.resize(x, (args.batch_size, *x.shape[1:])), 5)
+    ceiling = stream_ceiling(args.batch_size, exit_fractions, spans, span_s)
     modes = sorted(args.modes, key=MODES.index)  # stream first: it sets the open-loop rate
     factories = {mode: make_servers(mode, net, args, spans) for mode in modes}
     if args.gc_freeze:
@@ -328,7 +331,7 @@ def main(argv=None) -> dict:
         "request_size": args.request_size, "rate_fraction": args.rate_fraction,
         "exit_fractions": exit_fractions.tolist(),
         "segment_ms_at_batch": seg_ms, "hop_ms_at_batch": [1e3 * t for t in hop_s],
-        "stream_ceiling_images_per_s": ceiling,
+        "span_ms_at_batch": [1e3 * t for t in span_s], "stream_ceiling_images_per_s": ceiling,
         "plan_fractions": plan, "latency_bound_ms": bound_ms, "modes": results,
     }
     print_table(report)
@@ -339,14 +342,38 @@ def main(argv=None) -> dict:
     return report
 
 
-def stream_ceiling(batch: int, exit_fractions, segment_seconds) -> float:
-    """The stream server's throughput if it cost nothing but its segments: ``batch`` rows per
-    sum over segments of (fraction of rows reaching it) x (its time at ``batch`` rows), with
-    no hops, host work, waiting or partial batches. A server over these segments answers no
-    faster, up to the machine's drift between the segments' timing and the phases: a target
-    above it is out of reach there."""
+def span_seconds(segments, spans, x, repeats: int) -> list[float]:
+    """The median time of each span's segments run as one program on ``x`` (a batch), as a
+    stream's step runs them, fed the features the segments before compute from ``x``."""
+    programs, inputs, h = [], [], jax.device_put(x)
+    for start in span_starts(spans):
+        chain = segments[start:start + spans[len(programs)]]
+
+        def run(h, chain=chain):
+            outs = []
+            for segment in chain:
+                out = segment(h)
+                outs.append(out)
+                h = out[0]
+            return outs
+
+        programs.append(jax.jit(run))
+        inputs.append(h)
+        h = jax.block_until_ready(programs[-1](h))[-1][0]
+    times, _ = time_rounds(list(zip(programs, [(h,) for h in inputs], strict=True)),
+                           max(MIN_SEGMENT_ROUNDS, repeats))
+    return np.median(times, axis=0).tolist()
+
+
+def stream_ceiling(batch: int, exit_fractions, spans, span_seconds) -> float:
+    """The stream server's throughput if it cost nothing but its steps' networks: ``batch``
+    rows per sum over queues of (fraction of rows reaching the queue's first segment) x (its
+    span's time at ``batch`` rows), with no hops, host work, waiting or partial batches. A
+    server with these spans answers no faster, up to the machine's drift between the spans'
+    timing and the phases: a target above it is out of reach there."""
     reach = 1.0 - np.concatenate([[0.0], np.cumsum(exit_fractions)[:-1]])
-    return float(batch / np.dot(np.clip(reach, 0.0, 1.0), segment_seconds))
+    firsts = list(span_starts(spans))
+    return float(batch / np.dot(np.clip(reach[firsts], 0.0, 1.0), span_seconds))
 
 
 def print_table(r: dict) -> None:
@@ -359,7 +386,8 @@ def print_table(r: dict) -> None:
           f"{[round(t, 2) for t in r['hop_ms_at_batch']]}; latency bound "
           f"{r['latency_bound_ms']:.1f} ms")
     top = r["stream_ceiling_images_per_s"]
-    ceiling = f"stream ceiling (its segments' times alone): {top:.1f} img/s"
+    spans_ms = [round(t, 2) for t in r["span_ms_at_batch"]]
+    ceiling = f"stream ceiling (its spans alone: {spans_ms} ms): {top:.1f} img/s"
     if "bucketed" in r["modes"]:
         bucketed = r["modes"]["bucketed"]["closed"]["images_per_s"]
         ceiling += f", {top / bucketed:.2f}x the bucketed server's closed-loop throughput"

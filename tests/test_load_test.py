@@ -52,13 +52,18 @@ def test_load_test_answers_and_records_every_request(tmp_path):
         doc["segment_ms_at_batch"], 1e-3), np.multiply(doc["hop_ms_at_batch"], 1e-3))
     assert len(doc["modes"]["stream"]["closed"]["batches_run"]) == len(spans)
     assert np.isclose(doc["stream_ceiling_images_per_s"], stream_ceiling(
-        doc["batch_size"], doc["exit_fractions"], np.multiply(doc["segment_ms_at_batch"], 1e-3)))
+        doc["batch_size"], doc["exit_fractions"], spans,
+        np.multiply(doc["span_ms_at_batch"], 1e-3)))
+    assert len(doc["span_ms_at_batch"]) == len(spans)
     assert "stream ceiling" in proc.stdout
 
 
 def test_stream_ceiling_by_hand():
     # Half leave at exit 0, a quarter at 1: reach 1, 0.5, 0.25 of segments of 10, 20, 40 ms,
     # 30 ms of segment time per batch of 64.
-    assert np.isclose(stream_ceiling(64, [0.5, 0.25, 0.25], [0.01, 0.02, 0.04]), 64 / 0.03)
-    # Nobody leaves early: the segments' sum.
-    assert np.isclose(stream_ceiling(8, [0.0, 1.0], [0.003, 0.001]), 8 / 0.004)
+    assert np.isclose(stream_ceiling(64, [0.5, 0.25, 0.25], (1, 1, 1), [0.01, 0.02, 0.04]),
+                      64 / 0.03)
+    # Segments 1-2 as one step of 50 ms, reached by half: 10 + 25 ms.
+    assert np.isclose(stream_ceiling(64, [0.5, 0.25, 0.25], (1, 2), [0.01, 0.05]), 64 / 0.035)
+    # Nobody leaves early, one step: its time.
+    assert np.isclose(stream_ceiling(8, [0.0, 1.0], (2,), [0.004]), 8 / 0.004)
