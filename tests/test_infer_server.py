@@ -233,6 +233,26 @@ def test_forced_pass_starts_early_enough_to_answer_by_max_wait(data):
     assert 0.9 * (max_wait_s - pass_s) <= elapsed < max_wait_s + pass_s / 2
 
 
+@pytest.mark.parametrize("max_wait_ms", [0.0, 20.0])
+def test_rows_left_in_the_step_still_running_are_answered(network, data, max_wait_ms):
+    # The server reads a step's page only after it dispatched the next, so a request can be
+    # overdue while all of its rows have left in that unread page and no queue holds any: one
+    # queue for the whole network, requests of a full batch, and a deadline already past
+    # (max_wait 0) or reached under load.
+    segments, exits, logits = network
+    x, aux = data
+    engine = StreamEngine(segments, SyntheticPolicy(), batch_size=BATCH, spans=(EXITS,))
+    with Server(engine, max_wait_ms=max_wait_ms) as server:
+        for start in range(0, 4 * BATCH, BATCH):  # one at a time: each finds the engine idle
+            check(server.submit(x[start:start + BATCH], aux[start:start + BATCH]).result(WAIT),
+                  exits, logits, start, BATCH)
+        plan = [[(start, BATCH) for start in range(t * 6 * BATCH, (t + 1) * 6 * BATCH, BATCH)]
+                for t in range(3)]
+        for start, size, future in submit_from_threads(server, x, aux, plan):
+            check(future.result(WAIT), exits, logits, start, size)
+    assert server.error is None
+
+
 def test_close_answers_requests_in_flight(network, stream_engine, data):
     segments, exits, logits = network
     x, aux = data

@@ -5,7 +5,7 @@ first push."""
 import pytest
 
 from jee.infer.compiles import CompileCounter
-from jee.infer.stream_sched import fitting_size, partial_sizes
+from jee.infer.stream_sched import assemble, fitting_size, partial_sizes
 from tests.test_infer_stream import (
     BATCH,
     NUM_EXITS,
@@ -90,3 +90,23 @@ def test_forced_steps_run_small_programs(small, data):
     assert pages[0].ids.shape[0] == 4
     assert all(p.ids.shape[0] in SIZES for p in pages)
     assert engine.in_flight() == 0
+
+
+def test_pop_emitted_keeps_the_newest_pages(small, data):
+    engine, exits, logits = small
+    x, aux = data
+    engine.reset()
+    before = int(engine.batches_run.sum())  # the engine is shared: earlier tests ran it
+    engine.push(x[:3], aux[:3])
+    while engine.step(force=True):
+        pass
+    steps = int(engine.batches_run.sum()) - before
+    assert steps >= 2
+    older = engine.pop_emitted(keep=1)
+    assert len(older) == steps - 1
+    newest = engine.pop_emitted(keep=5)  # fewer pages than kept: none given
+    assert newest == []
+    last = engine.pop_emitted()
+    assert len(last) == 1 and engine.pop_emitted() == []
+    out = assemble(older + last, 3, {})
+    check((out["exit"], out["logits"]), exits[:3], logits[:3])

@@ -150,13 +150,15 @@ class Server(_WorkerServer):
     The worker loop: take new requests and push them into the engine; run what the engine's
     scheduler picks without forcing (full batches and feeds only), taking new requests between
     steps; collect the emitted pages every ``collect_every`` steps and whenever the engine is
-    idle, resolving the requests that are complete. ``max_wait_ms`` is how long after its
-    submission a request should be answered when its batches do not fill: once the oldest
-    request in flight has less of its ``max_wait_ms`` left than a forced pass takes (the mean
-    of the passes measured so far, 0 before the first), a forced pass runs (forced steps,
-    partial batches padded, until no request is overdue). A request is then answered within
-    about ``max_wait_ms`` plus the step running when it fell due, however low the load. Idle,
-    the worker sleeps on the queue until a request arrives or the oldest deadline passes.
+    idle, resolving the requests that are complete. A collection after a step leaves that step's
+    page for the next one: reading a page waits for its step, and the device should run the
+    newest step while the host answers the requests of the ones before. ``max_wait_ms`` is how
+    long after its submission a request should be answered when its batches do not fill: once
+    the oldest request in flight has less of its ``max_wait_ms`` left than a forced pass takes
+    (the mean of the passes measured so far, 0 before the first), a forced pass runs (forced
+    steps, partial batches padded, until no request is overdue). A request is then answered
+    within about ``max_wait_ms`` plus the step running when it fell due, however low the load.
+    Idle, the worker sleeps on the queue until a request arrives or the oldest deadline passes.
 
     ``stats`` (written by the worker) counts requests, images, steps, forced steps and
     collections; the engine's ``batches_run`` / ``partial_batches`` count batches per segment.
@@ -192,7 +194,9 @@ class Server(_WorkerServer):
             self.stats["steps"] += busy
             self._unread += busy
             if not busy or self._unread >= self.collect_every:
-                self._collect()
+                # The step just dispatched is left running: its page is read next time, so
+                # the device has work while the host answers requests and takes new ones.
+                self._collect(keep=int(busy))
                 if self._overdue():
                     self._force()
                     busy = True  # look for new requests without blocking, then go on
@@ -252,6 +256,8 @@ class Server(_WorkerServer):
         self._force_s += (time.perf_counter() - start - self._force_s) / self._forced_passes
 
     def _force_pass(self) -> None:
+        # The overdue rows may have left in the step whose page a collection left unread.
+        self._collect()
         while self._overdue():
             if not self.engine.step(force=True):
                 raise RuntimeError(f"overdue requests but nothing to run: {self.engine.view()}")
@@ -260,8 +266,8 @@ class Server(_WorkerServer):
             self._unread += 1
             self._collect()
 
-    def _collect(self) -> None:
-        pages = self.engine.pop_emitted()
+    def _collect(self, keep: int = 0) -> None:
+        pages = self.engine.pop_emitted(keep)
         self._unread = 0
         if not pages:
             return

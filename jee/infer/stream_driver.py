@@ -247,9 +247,12 @@ class StreamDriver(StreamPrograms):
                                f"{self.view(True)}")
         return steps
 
-    def pop_emitted(self) -> list[Emitted]:
-        """The pages emitted since the last call, oldest first."""
-        pages, self._pages = self._pages, []
+    def pop_emitted(self, keep: int = 0) -> list[Emitted]:
+        """The pages emitted since the last call, oldest first, but the newest ``keep``,
+        left for a later call: reading a page waits for its step, and a server reads the
+        pages of earlier steps while the newest still runs."""
+        cut = max(len(self._pages) - keep, 0)
+        pages, self._pages = self._pages[:cut], self._pages[cut:]
         return pages
 
     def drain(self) -> list[Emitted]:
