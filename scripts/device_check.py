@@ -22,6 +22,10 @@ Writes ONE JSON file with these sections:
   beside the JSON). ResNet-110 on 32x32 images is launch-bound on a GPU (its
   segments at batch 256 take longer one after another than the whole network); ResNet-50 on
   224x224 is compute-bound, which is where early exit can turn saved FLOPs into time.
+- ``serving``: ``scripts/load_test.py`` on EENet-110 with random weights and the synthetic
+  policy (16 client threads sending requests of 8 images, closed then open loop): the
+  streaming server's throughput and latency against each request run through the bucketed
+  engine and the plain network, and the stream's ceiling; its report as ``--out`` writes it.
 - ``train``: the ResNet-50 bf16 train step (``configs/imagenet_resnet50.py``) with the
   config's exits and as the plain backbone (``model.num_exits=0``): images/s and MFU, XLA's
   flop count of the compiled step over its time and the device's peak dense bf16 FLOP/s.
@@ -31,11 +35,11 @@ check runs in a minute or two: it proves the script and the code paths, not the 
 
 Every item (a section at one batch size or variant) is guarded: a failure is recorded as
 ``"error"`` in its entry and the next item runs. Items run cheapest-first-of-each-kind (batch
-256 of inference and stream, then training, then batch 1024), and an item whose estimated
-time would take the run past ``--budget_s`` is recorded as skipped. The file is rewritten
-after every item, and a watchdog writes it and exits at ``--hard_limit_s`` even if an item
-hangs, so a run stopped at any point leaves what it measured. Exit code 0 whenever the file
-was written.
+256 of inference and stream, then training and serving, then batch 1024, then ResNet-50), and
+an item whose estimated time would take the run past ``--budget_s`` is recorded as skipped.
+The file is rewritten after every item, and a watchdog writes it and exits at
+``--hard_limit_s`` even if an item hangs, so a run stopped at any point leaves what it
+measured. Exit code 0 whenever the file was written.
 
 Stand-ins: jee imports grain, orbax and ml_collections at module level for data loading,
 checkpoints and configs. The lent GPU machines' image has none of grain and ml_collections
@@ -76,7 +80,7 @@ INFERENCE_MODES = ("full", "masked", "bucketed", "host", "eager", "per_example")
 LARGE_MODES = ("full", "masked", "bucketed", "host")
 LARGE = "resnet50"  # the large network's items are keyed f"{LARGE}_batch_{B}"
 TRAIN_VARIANTS = ("exits", "plain")
-SECTIONS = ("device", "inference", "stream", "train")
+SECTIONS = ("device", "inference", "stream", "train", "serving")
 
 # Peak dense (no sparsity) bf16 FLOP/s of one device, from the vendors' datasheets.
 PEAK_BF16_FLOPS = {
@@ -326,6 +330,9 @@ class Settings:
     # Where the large network's stream@small pass is traced to (the JSON's folder); None: no
     # trace.
     trace_dir: str | None = None
+    # scripts/load_test.py: its config (random weights) and further arguments.
+    serving_config: str = "configs/cifar10_eenet110.py"
+    serving_args: tuple[str, ...] = ("--phase_s", "20")
 
 
 def accelerator_settings() -> Settings:
@@ -334,7 +341,7 @@ def accelerator_settings() -> Settings:
                     train_steps=10, train_overrides={"model.dtype": "bfloat16"},
                     large_batches=(256,), large_overrides={"model.dtype": "bfloat16"},
                     priors={"inference": 150.0, "stream": 60.0, "train": 100.0,
-                            "large": 150.0})
+                            "large": 150.0, "serving": 120.0})
 
 
 def cpu_settings() -> Settings:
@@ -350,7 +357,10 @@ def cpu_settings() -> Settings:
                     large_batches=(16,),
                     large_overrides={"model.dtype": "bfloat16", "model.width": 8,
                                      "dataset.image_size": 32},
-                    priors={"inference": 30.0, "stream": 20.0, "train": 40.0, "large": 40.0})
+                    serving_config="configs/digits.py:smoke",
+                    serving_args=("--clients", "4", "--requests", "4", "--phase_s", "10"),
+                    priors={"inference": 30.0, "stream": 20.0, "train": 40.0, "large": 40.0,
+                            "serving": 30.0})
 
 
 def load_config(path: str, overrides: dict):
@@ -947,6 +957,16 @@ def train_item(variant: str, s: Settings, peak_flops: float | None, peak_source:
 
 # ---- one-line summaries ----
 
+def serving_item(s: Settings) -> dict:
+    """``scripts/load_test.py`` on ``s.serving_config`` with random weights and the synthetic
+    policy at ``s.target_cost``: the report its ``--out`` writes."""
+    from scripts import load_test
+
+    argv = ["--config", s.serving_config, "--random_init", "--target_cost", str(s.target_cost),
+            *s.serving_args]
+    return {"argv": argv, **load_test.main(argv)}
+
+
 def _short(error: BaseException, limit: int = 400) -> str:
     text = f"{type(error).__name__}: {error}".strip().splitlines()
     return (text[0] if text else type(error).__name__)[:limit]
@@ -988,6 +1008,17 @@ def summary_line(section: str, key: str | None, e: dict) -> str:
                     f"agreement {e['agreement']:.4f} (exits "
                     f"{e.get('exit_agreement', float('nan')):.4f}); recompiles "
                     f"{e['max_recompiles_after_warmup']} {wall}")
+        if section == "serving":
+            m = {k: v["closed"] for k, v in e["modes"].items()}
+            base = m.get("bucketed", {}).get("images_per_s")
+            rates = ", ".join(f"{k} {v['images_per_s']:.0f}" for k, v in m.items())
+            over = f" ({m['stream']['images_per_s'] / base:.2f}x bucketed)" \
+                if base and "stream" in m else ""
+            opened = e["modes"].get("stream", {}).get("open", {})
+            return (f"{label}: {e['config']} batch {e['batch_size']}, closed loop img/s "
+                    f"{rates}{over}; stream ceiling {e['stream_ceiling_images_per_s']:.0f}; "
+                    f"open-loop stream p99 {opened.get('p99_ms', float('nan')):.1f} ms (bound "
+                    f"{e['latency_bound_ms']:.1f}) {wall}")
         if section == "train":
             mfu = (f"MFU {e['mfu']:.3f} by XLA's flops, {e['mfu_analytic']:.3f} by MACs, of "
                    f"{e['peak_flops_per_device']:.3g} FLOP/s ({e['peak_source']})"
@@ -1057,11 +1088,12 @@ def _sizes(flag: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
 
 def _plan(s: Settings, sections: set[str]) -> list[tuple[str, str]]:
     """(section, key) in run order: the first batch size of inference and stream, then the
-    train step, then the other batch sizes, then the large network, so a tight budget drops
-    the largest sizes and the large network first."""
+    train step and the load test, then the other batch sizes, then the large network, so a
+    tight budget drops the largest sizes and the large network first."""
     first, rest = s.batches[:1], s.batches[1:]
     plan = [(sec, f"batch_{b}") for b in first for sec in ("inference", "stream")]
     plan += [("train", v) for v in TRAIN_VARIANTS]
+    plan += [("serving", "load_test")]
     plan += [(sec, f"batch_{b}") for b in rest for sec in ("stream", "inference")]
     plan += [(sec, f"{LARGE}_batch_{b}") for b in s.large_batches
              for sec in ("inference", "stream")]
@@ -1169,6 +1201,7 @@ def main(argv=None) -> int:
         "inference": on_net(inference_item),
         "stream": on_net(stream_item),
         "train": lambda key: train_item(key, settings, peak_flops, peak_source),
+        "serving": lambda key: serving_item(settings),
     }
     walls: dict[str, list[float]] = {}
     for section, key in plan:

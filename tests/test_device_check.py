@@ -41,7 +41,7 @@ def check(tmp_path_factory):
 
 def _items(doc):
     yield "device", doc["device"]
-    for section in ("inference", "stream", "train"):
+    for section in ("inference", "stream", "train", "serving"):
         for key, entry in doc[section].items():
             yield f"{section}/{key}", entry
 
@@ -68,11 +68,12 @@ def test_runs_and_writes_every_section(check):
     assert set(doc["inference"]) == set(doc["stream"]) == {
         "batch_32", "batch_64", f"{device_check.LARGE}_batch_16"}
     assert set(doc["train"]) == {"exits", "plain"}
+    assert set(doc["serving"]) == {"load_test"}
     for label, entry in _items(doc):
         assert entry["status"] == "ok", (label, entry)
         # One summary line per item on stdout, and the same lines in the file.
         assert any(line.startswith(f"{label}: ") for line in proc.stdout.splitlines()), label
-    assert len(doc["summary"]) == 9
+    assert len(doc["summary"]) == 10
     assert wall < 300, f"the CPU run took {wall:.0f} s"
 
 
@@ -151,6 +152,21 @@ def test_train_step_mfu_from_xla_flops(check):
         assert 0.5 < entry["xla_over_analytic_flops"] < 2.0, variant
     assert train["plain"]["early_exits"] == 0 and train["exits"]["early_exits"] > 0
     assert train["exits"]["flops_per_step"] > train["plain"]["flops_per_step"]
+
+
+def test_load_test_answers_every_request(check):
+    _, doc, _ = check
+    entry = doc["serving"]["load_test"]
+    assert entry["config"] == "configs/digits.py:smoke" and entry["backend"] == "cpu"
+    assert set(entry["modes"]) == {"stream", "bucketed", "full"}
+    for mode, phases in entry["modes"].items():
+        for phase in ("closed", "open"):
+            m = phases[phase]
+            assert m["requests"] == 4 * 4 and m["num_errors"] == 0, (mode, phase)
+            assert m["compiles"] == 0, (mode, phase)
+            if mode != "full":
+                assert m["agreement"] == 1.0, (mode, phase)
+    assert entry["stream_ceiling_images_per_s"] > 0
 
 
 def test_large_stream_pass_is_traced(check):
