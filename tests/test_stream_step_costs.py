@@ -1,0 +1,46 @@
+"""scripts/stream_step_costs.py on the digits cascade, as a user runs it (a subprocess: it
+turns the CPU's async dispatch off): every program call of the stream counted and timed, the
+first model's programs covering every example once, the unaccounted time the pass less the
+programs."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+from tests.procs import ROOT, env
+
+BATCH = 64
+
+
+def test_step_costs_of_the_digits_cascade(digits_cascade, tmp_path):
+    _, root = digits_cascade
+    out = tmp_path / "costs.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "stream_step_costs.py"),
+         "--config", os.path.join(ROOT, "configs", "digits_cascade.py:smoke"),
+         "--root", str(root), "--loss", "0", "--selected_on", "val",
+         "--batch_size", str(BATCH), "--repeats", "2", "--out", str(out)],
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["points"] and doc["partial_sizes"][-1] == BATCH
+    for point in doc["points"]:
+        assert point["loss"] == 0 and point["selected_on"] == "val"
+        assert len(point["alone_ms_per_batch"]) == len(doc["models"])
+        n, programs = point["num_examples"], point["programs"]
+        # Every example passes the first model once, in pieces of at most a batch of which
+        # only the last is partial (padded to its program's size).
+        rows = 0
+        for name, p in programs.items():
+            kind, size = re.fullmatch(r"(direct|feed|step \d+) at (\d+)", name).groups()
+            assert int(size) in doc["partial_sizes"], name
+            assert p["calls_per_pass"] > 0 and p["median_ms"] > 0, name
+            if kind in ("direct", "step 0"):
+                rows += p["calls_per_pass"] * int(size)
+        assert n <= rows < n + BATCH
+        total = sum(p["ms_per_pass"] for p in programs.values())
+        assert math.isclose(point["unaccounted_ms_per_pass"], point["pass_ms"] - total)
+        assert f"loss 0.00 chosen on val, {point['family']}" in proc.stdout
