@@ -12,7 +12,8 @@ on the same batches in the same rounds. Printed per point: each program's calls 
 median milliseconds (``direct at s``: a piece of s rows fed straight into the first model's
 step; ``feed at s``: one appended to its queue; ``step k at s``: model k's step on s rows), each
 model's median per batch alone, the median pass, and what the programs do not account for (host
-work and dispatch). A step's time over its model's alone is what routing and the queues cost it.
+work and dispatch), and the pass in four figures (:func:`breakdown`). A step's time over its
+model's alone is what routing and the queues cost it.
 """
 
 from __future__ import annotations
@@ -92,6 +93,25 @@ def point_costs(engine, models, batches, repeats: int) -> dict:
             "unaccounted_ms_per_pass": pass_ms - sum(p["ms_per_pass"] for p in programs.values())}
 
 
+def breakdown(costs: dict, reach: list[float], batch: int) -> dict:
+    """A pass in four figures (ms): ``ideal``, each model's time alone per batch times the
+    batches of examples reaching it, fractions of a batch included (the ideal by time's
+    pass); ``whole_batches``, the stream's own programs at their models' times alone, a
+    program of s rows counted as s / batch of a batch; ``programs``, what those programs
+    took; ``pass``, the pass. Their differences: padding to whole batches, what the steps add
+    to their models (routing, the queues), and the host's work."""
+    alone, n = costs["alone_ms_per_batch"], costs["num_examples"]
+    whole = 0.0
+    for name, p in costs["programs"].items():
+        kind, _, size = name.rpartition(" at ")
+        k = 0 if kind in ("direct", "feed") else int(kind.split()[1])
+        if kind != "feed":  # a feed runs no model
+            whole += p["calls_per_pass"] * int(size) / batch * alone[k]
+    return {"ideal": n / batch * float(np.dot(reach, alone)), "whole_batches": whole,
+            "programs": sum(p["ms_per_pass"] for p in costs["programs"].values()),
+            "pass": costs["pass_ms"]}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="a cascade config, e.g. "
@@ -132,6 +152,10 @@ def main(argv=None) -> dict:
                                          partial_sizes=sizes)
         engine.policy = policy
         costs = point_costs(engine, models, batches, args.repeats)
+        reach = [sum(f for f, path in zip(point["test_exit_fractions"], report["paths"],
+                                          strict=True) if name in path["models"])
+                 for name in outputs.names]
+        costs["breakdown_ms"] = breakdown(costs, reach, args.batch_size)
         results.append({key: point[key] for key in ("loss", "selected_on", "family")}
                        | {"path_fractions": point["test_exit_fractions"], **costs})
         print(f"partial sizes {list(engine.sizes)}; loss {point['loss']:.2f} chosen on "
@@ -142,7 +166,12 @@ def main(argv=None) -> dict:
         for name, c in costs["programs"].items():
             print(f"  {name:>14}: {c['calls_per_pass']:5.1f} calls/pass, median "
                   f"{c['median_ms']:7.2f} ms, {c['ms_per_pass']:8.1f} ms/pass")
+        b = costs["breakdown_ms"]
+        print(f"  ms per pass: ideal {b['ideal']:.1f}, in whole batches {b['whole_batches']:.1f}"
+              f", programs {b['programs']:.1f}, pass {b['pass']:.1f}: efficiency by time "
+              f"{b['ideal'] / b['pass']:.3f}")
     record = {"config": args.config, "root": args.root, "batch_size": args.batch_size,
+              "paths": report["paths"],
               "partial_sizes": list(engine.sizes),
               "repeats": args.repeats, "models": list(outputs.names), "points": results}
     if args.out:

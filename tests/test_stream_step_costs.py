@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+from scripts.stream_step_costs import breakdown
 from tests.procs import ROOT, env
 
 BATCH = 64
@@ -44,3 +45,23 @@ def test_step_costs_of_the_digits_cascade(digits_cascade, tmp_path):
         total = sum(p["ms_per_pass"] for p in programs.values())
         assert math.isclose(point["unaccounted_ms_per_pass"], point["pass_ms"] - total)
         assert f"loss 0.00 chosen on val, {point['family']}" in proc.stdout
+        b = point["breakdown_ms"]
+        assert b["pass"] == point["pass_ms"] and math.isclose(b["programs"], total)
+        # Padding to whole batches can only add to the ideal.
+        assert b["whole_batches"] >= b["ideal"] * (1 - 1e-9)
+
+
+def test_breakdown_by_hand():
+    # 300 examples at batch 100; models of 10 and 40 ms a batch alone; 1/3 reach the second.
+    # The stream ran 3 direct steps of 100 rows, one step of model 1 at 100 rows (a partial
+    # flush of 100 real rows would be the same) and a feed, which runs no model.
+    costs = {"num_examples": 300, "pass_ms": 80.0, "alone_ms_per_batch": [10.0, 40.0],
+             "programs": {"direct at 100": {"calls_per_pass": 3, "ms_per_pass": 33.0},
+                          "feed at 100": {"calls_per_pass": 1, "ms_per_pass": 1.0},
+                          "step 1 at 100": {"calls_per_pass": 1, "ms_per_pass": 42.0},
+                          "step 1 at 25": {"calls_per_pass": 2, "ms_per_pass": 21.0}}}
+    b = breakdown(costs, reach=[1.0, 1 / 3], batch=100)
+    assert math.isclose(b["ideal"], 3 * 10 + 1 * 40)  # 3 batches of model 0, 1 of model 1
+    # 3 x 10 + 1 x 40 + 2 x 25/100 x 40
+    assert math.isclose(b["whole_batches"], 30 + 40 + 20)
+    assert math.isclose(b["programs"], 33 + 1 + 42 + 21) and b["pass"] == 80.0
