@@ -22,13 +22,13 @@ Writes ONE JSON file with these sections:
   beside the JSON). ResNet-110 on 32x32 images is launch-bound on a GPU (its
   segments at batch 256 take longer one after another than the whole network); ResNet-50 on
   224x224 is compute-bound, which is where early exit can turn saved FLOPs into time.
+- ``train``: the ResNet-50 bf16 train step (``configs/imagenet_resnet50.py``) with the
+  config's exits and as the plain backbone (``model.num_exits=0``): images/s and MFU, XLA's
+  flop count of the compiled step over its time and the device's peak dense bf16 FLOP/s.
 - ``serving``: ``scripts/load_test.py`` on EENet-110 with random weights and the synthetic
   policy (16 client threads sending requests of 8 images, closed then open loop): the
   streaming server's throughput and latency against each request run through the bucketed
   engine and the plain network, and the stream's ceiling; its report as ``--out`` writes it.
-- ``train``: the ResNet-50 bf16 train step (``configs/imagenet_resnet50.py``) with the
-  config's exits and as the plain backbone (``model.num_exits=0``): images/s and MFU, XLA's
-  flop count of the compiled step over its time and the device's peak dense bf16 FLOP/s.
 
 On a CPU backend (no GPU visible to JAX, or ``--cpu``) every shape is tiny, so the whole
 check runs in a minute or two: it proves the script and the code paths, not the speed.
@@ -955,8 +955,6 @@ def train_item(variant: str, s: Settings, peak_flops: float | None, peak_source:
     }
 
 
-# ---- one-line summaries ----
-
 def serving_item(s: Settings) -> dict:
     """``scripts/load_test.py`` on ``s.serving_config`` with random weights and the synthetic
     policy at ``s.target_cost``: the report its ``--out`` writes."""
@@ -966,6 +964,8 @@ def serving_item(s: Settings) -> dict:
             *s.serving_args]
     return {"argv": argv, **load_test.main(argv)}
 
+
+# ---- one-line summaries ----
 
 def _short(error: BaseException, limit: int = 400) -> str:
     text = f"{type(error).__name__}: {error}".strip().splitlines()
