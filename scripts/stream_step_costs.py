@@ -93,13 +93,14 @@ def point_costs(engine, models, batches, repeats: int) -> dict:
             "unaccounted_ms_per_pass": pass_ms - sum(p["ms_per_pass"] for p in programs.values())}
 
 
-def breakdown(costs: dict, reach: list[float], batch: int) -> dict:
-    """A pass in four figures (ms): ``ideal``, each model's time alone per batch times the
-    batches of examples reaching it, fractions of a batch included (the ideal by time's
-    pass); ``whole_batches``, the stream's own programs at their models' times alone, a
-    program of s rows counted as s / batch of a batch; ``programs``, what those programs
-    took; ``pass``, the pass. Their differences: padding to whole batches, what the steps add
-    to their models (routing, the queues), and the host's work."""
+def breakdown(costs: dict, path_fractions, path_ms, batch: int) -> dict:
+    """A pass in four figures (ms): ``ideal``, the batches of the split times the mean time per
+    batch of the paths taken (``path_ms``: each path's models alone, as the cascade
+    benchmark's ideal by time has it; fractions of a batch included); ``whole_batches``, the
+    stream's own programs at their models' times alone, a program of s rows counted as s /
+    batch of a batch; ``programs``, what those programs took; ``pass``, the pass. Their
+    differences: padding to whole batches, what the steps add to their models (routing, the
+    queues), and the host's work."""
     alone, n = costs["alone_ms_per_batch"], costs["num_examples"]
     whole = 0.0
     for name, p in costs["programs"].items():
@@ -107,7 +108,7 @@ def breakdown(costs: dict, reach: list[float], batch: int) -> dict:
         k = 0 if kind in ("direct", "feed") else int(kind.split()[1])
         if kind != "feed":  # a feed runs no model
             whole += p["calls_per_pass"] * int(size) / batch * alone[k]
-    return {"ideal": n / batch * float(np.dot(reach, alone)), "whole_batches": whole,
+    return {"ideal": n / batch * float(np.dot(path_fractions, path_ms)), "whole_batches": whole,
             "programs": sum(p["ms_per_pass"] for p in costs["programs"].values()),
             "pass": costs["pass_ms"]}
 
@@ -152,10 +153,9 @@ def main(argv=None) -> dict:
                                          partial_sizes=sizes)
         engine.policy = policy
         costs = point_costs(engine, models, batches, args.repeats)
-        reach = [sum(f for f, path in zip(point["test_exit_fractions"], report["paths"],
-                                          strict=True) if name in path["models"])
-                 for name in outputs.names]
-        costs["breakdown_ms"] = breakdown(costs, reach, args.batch_size)
+        costs["breakdown_ms"] = breakdown(costs, point["test_exit_fractions"],
+                                          graph.path_costs(costs["alone_ms_per_batch"]),
+                                          args.batch_size)
         results.append({key: point[key] for key in ("loss", "selected_on", "family")}
                        | {"path_fractions": point["test_exit_fractions"], **costs})
         print(f"partial sizes {list(engine.sizes)}; loss {point['loss']:.2f} chosen on "

@@ -60,7 +60,8 @@ def test_breakdown_by_hand():
                           "feed at 100": {"calls_per_pass": 1, "ms_per_pass": 1.0},
                           "step 1 at 100": {"calls_per_pass": 1, "ms_per_pass": 42.0},
                           "step 1 at 25": {"calls_per_pass": 2, "ms_per_pass": 21.0}}}
-    b = breakdown(costs, reach=[1.0, 1 / 3], batch=100)
+    # Paths [model 0] and [model 0, model 1], taken by 2/3 and 1/3: 10 and 50 ms a batch.
+    b = breakdown(costs, path_fractions=[2 / 3, 1 / 3], path_ms=[10.0, 50.0], batch=100)
     assert math.isclose(b["ideal"], 3 * 10 + 1 * 40)  # 3 batches of model 0, 1 of model 1
     # 3 x 10 + 1 x 40 + 2 x 25/100 x 40
     assert math.isclose(b["whole_batches"], 30 + 40 + 20)
