@@ -282,14 +282,14 @@ def main(argv=None) -> dict:
     net = build_network(config, args)
     segments, full, policy, x, aux, policy_name, plan = net
     reference = jax.device_get(MaskedEngine(segments, policy)(x, aux))
-    _, seg_s, hop_s = segment_times(
-        segments, full, jax.device_put(np.resize(x, (args.batch_size, *x.shape[1:]))), 5)
+    batch_x = jax.device_put(np.resize(x, (args.batch_size, *x.shape[1:])))
+    _, seg_s, hop_s = segment_times(segments, full, batch_x, 5)
     seg_ms = [1e3 * t for t in seg_s]
     bound_ms = args.max_wait_ms + 3 * max(seg_ms)
     exit_fractions = np.bincount(reference[0], minlength=len(segments)) / len(reference[0])
     spans = None if plan is None else plan_spans(plan, seg_s, hop_s)
     spans = check_spans(spans, len(segments))
-    span_s = span_seconds(segments, spans, np.resize(x, (args.batch_size, *x.shape[1:])), 5)
+    span_s = span_seconds(segments, spans, batch_x, 5)
     ceiling = stream_ceiling(args.batch_size, exit_fractions, spans, span_s)
     modes = sorted(args.modes, key=MODES.index)  # stream first: it sets the open-loop rate
     factories = {mode: make_servers(mode, net, args, spans) for mode in modes}
@@ -345,7 +345,7 @@ def main(argv=None) -> dict:
 def span_seconds(segments, spans, x, repeats: int) -> list[float]:
     """The median time of each span's segments run as one program on ``x`` (a batch), as a
     stream's step runs them, fed the features the segments before compute from ``x``."""
-    programs, inputs, h = [], [], jax.device_put(x)
+    programs, inputs, h = [], [], x
     for start in span_starts(spans):
         chain = segments[start:start + spans[len(programs)]]
 
