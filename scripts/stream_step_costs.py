@@ -127,6 +127,15 @@ def main(argv=None) -> dict:
                    help="the stream's partial sizes, e.g. 16,64 (default: the engine's)")
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
+    sizes = None
+    if args.partial_sizes is not None:
+        try:
+            sizes = [int(v) for v in args.partial_sizes.split(",")]
+        except ValueError:
+            sizes = []
+        if not sizes or not all(1 <= v <= args.batch_size for v in sizes):
+            p.error(f"--partial_sizes takes comma-separated sizes from 1 to --batch_size "
+                    f"({args.batch_size}), such as 16,64, got {args.partial_sizes!r}")
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     keep_host_memory()
     config = load_config(args.config)
@@ -144,7 +153,6 @@ def main(argv=None) -> dict:
     functions = [backbone_function(model, state) for _, model, state in restored]
     models = [jax.jit(f) for f in functions]
     batches, _ = _test_batches(restored[0][0], args.batch_size)
-    sizes = None if args.partial_sizes is None else [int(v) for v in args.partial_sizes.split(",")]
     engine, results = None, []
     for point in points:
         policy = policy_from_pick(point, graph)

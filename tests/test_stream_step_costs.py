@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 
-from scripts.stream_step_costs import breakdown
+import pytest
+
+from scripts.stream_step_costs import breakdown, main
 from tests.procs import ROOT, env
 
 BATCH = 64
@@ -49,6 +51,16 @@ def test_step_costs_of_the_digits_cascade(digits_cascade, tmp_path):
         assert b["pass"] == point["pass_ms"] and math.isclose(b["programs"], total)
         # Padding to whole batches can only add to the ideal.
         assert b["whole_batches"] >= b["ideal"] * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("sizes", ["abc", "0,16", "16,512", ""])
+def test_bad_partial_sizes_are_a_clear_error(sizes, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", "configs/digits_cascade.py:smoke", "--root", "unused",
+              "--partial_sizes", sizes])
+    assert exit_.value.code == 2
+    assert "--partial_sizes takes comma-separated sizes from 1 to --batch_size (256)" in (
+        capsys.readouterr().err)
 
 
 def test_breakdown_by_hand():
